@@ -1,0 +1,64 @@
+/*
+ * mod_time.c — upgrun.time: mono() (monotonic seconds, the one clock for
+ * durations and ordering), now() (wall clock, UTC seconds with ms precision)
+ * and sleep(s), which yields the task to the loop on a libuv timer.
+ */
+#include "upgrun.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+
+typedef struct {
+  upgrun_op op;
+  uv_timer_t timer;
+} sleep_op;
+
+static int l_mono(lua_State *L) {
+  lua_pushnumber(L, upgrun_mono());
+  return 1;
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, upgrun_wall());
+  return 1;
+}
+
+static void free_on_close(uv_handle_t *h) { free(h->data); }
+
+static int sleep_push(lua_State *L, upgrun_op *op) {
+  (void)L;
+  sleep_op *s = (sleep_op *)op;
+  uv_close((uv_handle_t *)&s->timer, free_on_close);
+  return 0;
+}
+
+static void sleep_cancel(upgrun_op *op) {
+  sleep_op *s = (sleep_op *)op;
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, free_on_close);
+}
+
+static void sleep_done(uv_timer_t *h) {
+  sleep_op *s = h->data;
+  upgrun_op_complete(&s->op);
+}
+
+static int l_sleep(lua_State *L) {
+  double secs = luaL_checknumber(L, 1);
+  luaL_argcheck(L, secs >= 0, 1, "must be >= 0");
+  sleep_op *s = calloc(1, sizeof *s);
+  if (!s) return luaL_error(L, "out of memory");
+  s->op.push = sleep_push;
+  s->op.cancel = sleep_cancel;
+  uv_timer_init(upgrun_loop(upgrun_from_lua(L)), &s->timer);
+  s->timer.data = s;
+  uv_timer_start(&s->timer, sleep_done, (uint64_t)(secs * 1000.0 + 0.5), 0);
+  return upgrun_wait(L, &s->op);
+}
+
+int luaopen_upgrun_time(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"mono", l_mono}, {"now", l_now}, {"sleep", l_sleep}, {NULL, NULL}};
+  luaL_newlib(L, fns);
+  return 1;
+}

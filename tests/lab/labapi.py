@@ -1,0 +1,118 @@
+# tests/lab/labapi.py — a tiny stdlib-only OpenStack client for the lab scripts: Keystone
+# tokens, JSON requests, and the catalog/users/image/flavor set-up `up` does once
+# (`python3 labapi.py init`, password from $LAB_PASSWORD). Also imported by `smoke`.
+import json, os, sys, time, urllib.error, urllib.request
+
+KEYSTONE = "http://127.0.0.1:15000/v3"
+
+
+class Http(Exception):
+    pass
+
+
+def req(method, url, token=None, body=None, headers=None, raw=None, timeout=60):
+    h = {"Accept": "application/json"}
+    if token:
+        h["X-Auth-Token"] = token
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    if raw is not None:
+        data = raw
+        h["Content-Type"] = "application/octet-stream"
+    h.update(headers or {})
+    r = urllib.request.Request(url, data=data, headers=h, method=method)
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as resp:
+            text = resp.read()
+            return resp.status, (json.loads(text) if text.strip() else None), resp.headers
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        try:
+            j = json.loads(text)
+        except ValueError:
+            j = text.decode(errors="replace")
+        return e.code, j, e.headers
+
+
+def token(user, password, project="admin", project_domain="Default"):
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "domain": {"name": "Default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"name": project_domain}}}}}
+    st, j, hd = req("POST", KEYSTONE + "/auth/tokens", body=body)
+    if st != 201:
+        raise Http("keystone token for %s: HTTP %s %s" % (user, st, j))
+    return hd["X-Subject-Token"], j["token"]
+
+
+def ok(st, j, what, codes=(200, 201, 202, 204)):
+    if st not in codes:
+        raise Http("%s: HTTP %s %s" % (what, st, j))
+    return j
+
+
+def ensure(tok, coll, key, match, body):
+    """GET coll?filters, create with body if nothing matches; returns the object."""
+    q = "&".join("%s=%s" % kv for kv in match.items())
+    st, j, _ = req("GET", "%s/%s?%s" % (KEYSTONE, coll, q), tok)
+    items = ok(st, j, "list " + coll)[coll]
+    if items:
+        return items[0]
+    st, j, _ = req("POST", "%s/%s" % (KEYSTONE, coll), tok, {key: body})
+    return ok(st, j, "create " + key)[key]
+
+
+ENDPOINTS = [  # type, name, url
+    ("compute", "nova", "http://127.0.0.1:18774/v2.1"),
+    ("placement", "placement", "http://127.0.0.1:18778"),
+    ("image", "glance", "http://127.0.0.1:19292"),
+    ("network", "neutron", "http://127.0.0.1:19696"),
+]
+USERS = ["nova", "placement", "glance", "neutron"]
+
+
+def init_keystone(pw):
+    tok, _ = token("admin", pw)
+    proj = ensure(tok, "projects", "project", {"name": "service"}, {"name": "service", "domain_id": "default"})
+    admin_role = ensure(tok, "roles", "role", {"name": "admin"}, {"name": "admin"})
+    service_role = ensure(tok, "roles", "role", {"name": "service"}, {"name": "service"})
+    for u in USERS:
+        user = ensure(tok, "users", "user", {"name": u}, {"name": u, "domain_id": "default", "password": pw})
+        for role in (admin_role, service_role):
+            st, j, _ = req("PUT", "%s/projects/%s/users/%s/roles/%s" % (KEYSTONE, proj["id"], user["id"], role["id"]), tok)
+            ok(st, j, "grant role to " + u)
+    for typ, name, url in ENDPOINTS:
+        svc = ensure(tok, "services", "service", {"type": typ}, {"type": typ, "name": name})
+        for iface in ("public", "internal", "admin"):
+            ensure(tok, "endpoints", "endpoint", {"service_id": svc["id"], "interface": iface},
+                   {"service_id": svc["id"], "interface": iface, "url": url, "region_id": "RegionOne"})
+
+
+def init_cloud(pw):
+    """image and flavor: needs glance and nova-api up."""
+    tok, _ = token("admin", pw)
+    g = "http://127.0.0.1:19292/v2/images"
+    st, j, _ = req("GET", g + "?name=lab-image", tok)
+    imgs = ok(st, j, "list images")["images"]
+    if not imgs or imgs[0]["status"] != "active":
+        for i in imgs:
+            req("DELETE", "%s/%s" % (g, i["id"]), tok)
+        st, j, _ = req("POST", g, tok, {"name": "lab-image", "disk_format": "raw",
+                                         "container_format": "bare", "visibility": "public"})
+        img = ok(st, j, "create image")
+        st, j, _ = req("PUT", "%s/%s/file" % (g, img["id"]), tok, raw=os.urandom(1 << 20))
+        ok(st, j, "upload image")
+    n = "http://127.0.0.1:18774/v2.1/flavors"
+    st, j, _ = req("GET", n + "/lab-tiny", tok)
+    if st == 404:
+        st, j, _ = req("POST", n, tok, {"flavor": {"name": "lab.tiny", "id": "lab-tiny",
+                                                    "ram": 64, "vcpus": 1, "disk": 1}})
+        ok(st, j, "create flavor")
+    else:
+        ok(st, j, "show flavor")
+
+
+if __name__ == "__main__":
+    pw = os.environ["LAB_PASSWORD"]
+    {"keystone": init_keystone, "cloud": init_cloud}[sys.argv[1]](pw)

@@ -1,0 +1,113 @@
+-- test_task — the scheduler: spawn/join/cancel, with_timeout, yields from
+-- nested Lua calls and pcall, errors reported, timers keep their schedule
+-- while other tasks sleep.
+local T = require "testlib"
+local task = require "upgrun.task"
+local time = require "upgrun.time"
+
+T.case("spawn and join returns the results", function()
+  local t = task.spawn(function(a, b) time.sleep(0.01); return a + b, "x" end, 2, 3)
+  local ok, sum, x = t:join(1)
+  T.eq(ok, true); T.eq(sum, 5); T.eq(x, "x")
+  T.eq(t:status(), "done")
+  ok, sum = t:join() -- joining a finished task again
+  T.eq(sum, 5)
+end)
+
+T.case("join times out without killing the task", function()
+  local t = task.spawn(function() time.sleep(0.2); return 1 end)
+  T.err("timeout", t:join(0.02))
+  local ok, v = t:join(1)
+  T.ok(ok); T.eq(v, 1)
+end)
+
+T.case("a failing task gives nil, err with a traceback", function()
+  local t = task.spawn(function() error("boom") end)
+  local ok, err = t:join(1)
+  T.eq(ok, nil); T.eq(err.kind, "error")
+  T.ok(err.message:find("boom", 1, true)); T.ok(err.traceback)
+  T.eq(t:status(), "failed")
+end)
+
+T.case("cancel stops a sleeping task and its sleep", function()
+  local reached = false
+  local t = task.spawn(function() time.sleep(5); reached = true end)
+  time.sleep(0.01)
+  local t0 = time.mono()
+  t:cancel()
+  local ok, err = t:join(1)
+  T.eq(ok, nil); T.eq(err.kind, "cancelled")
+  T.ok(time.mono() - t0 < 0.5)
+  T.eq(reached, false); T.eq(t:status(), "cancelled")
+end)
+
+T.case("a cancelled task that catches the cancellation raises at its next wait", function()
+  local caught = 0
+  local t = task.spawn(function()
+    while true do
+      local ok, e = pcall(time.sleep, 1)
+      if not ok then caught = caught + 1; if caught > 3 then return "gave up" end end
+    end
+  end)
+  time.sleep(0.01)
+  t:cancel()
+  local ok = t:join(1)
+  T.ok(ok, "the task ended")
+  T.ok(caught >= 1)
+end)
+
+T.case("with_timeout returns results or a timeout error", function()
+  local a, b = task.with_timeout(1, function(x) time.sleep(0.01); return x, 2 end, 1)
+  T.eq(a, 1); T.eq(b, 2)
+  local t0 = time.mono()
+  T.err("timeout", task.with_timeout(0.05, function() time.sleep(3) end))
+  T.near(time.mono() - t0, 0.05, 0.04)
+  T.raises("inner failure", task.with_timeout, 1, function() error("inner failure") end)
+end)
+
+T.case("waiting inside the script's own coroutine is refused clearly", function()
+  local co = coroutine.wrap(function() return pcall(time.sleep, 0.01) end)
+  local ok, e = co()
+  T.eq(ok, false); T.ok(tostring(e):find("outside a task", 1, true))
+end)
+
+T.case("yield across pcall and nested calls", function()
+  local function deep(n) if n == 0 then time.sleep(0.001); return "bottom" end return deep(n - 1) end
+  local ok, v = pcall(deep, 50)
+  T.ok(ok); T.eq(v, "bottom")
+end)
+
+T.case("timers keep their schedule while another task sleeps 2 s", function()
+  local sleeper = task.spawn(function() time.sleep(2) end)
+  local worst, t_prev = 0, time.mono()
+  for _ = 1, 100 do
+    time.sleep(0.02)
+    local now = time.mono()
+    worst = math.max(worst, math.abs((now - t_prev) - 0.02))
+    t_prev = now
+  end
+  T.ok(sleeper:join(3))
+  T.ok(worst < 0.015, string.format("worst jitter %.1f ms", worst * 1000))
+end)
+
+T.case("1000 tasks run concurrently", function()
+  local tasks, t0 = {}, time.mono()
+  for i = 1, 1000 do tasks[i] = task.spawn(function() time.sleep(0.1); return i end) end
+  local sum = 0
+  for i = 1, 1000 do local _, v = tasks[i]:join(5); sum = sum + v end
+  T.eq(sum, 500500)
+  T.ok(time.mono() - t0 < 1.0)
+end)
+
+T.case("task.yield lets others run; names and ids", function()
+  local order = {}
+  local t = task.spawn("worker", function() order[#order + 1] = "w" end)
+  T.eq(t.name, "worker"); T.ok(t.id > 0)
+  order[#order + 1] = "m1"
+  task.yield()
+  order[#order + 1] = "m2"
+  T.eq(table.concat(order, ","), "m1,w,m2")
+  T.ok(tostring(t):find("worker", 1, true))
+end)
+
+return T.done()
