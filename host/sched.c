@@ -171,6 +171,9 @@ static void task_finish(upgrun_task *t, int status, int nres) {
   }
   lua_setiuservalue(L, -2, 2); /* ud.result = results or error */
   lua_pop(L, 1);
+  /* An error leaves the coroutine's stack as it was: close its pending
+   * to-be-closed variables (`local x <close>`) now. */
+  if (status != LUA_OK) lua_resetthread(co);
   thread_extra_set(co, &rt->tag);
   live_unlink(t);
   wake_joiners(t);

@@ -11,6 +11,7 @@ T.case("spawn and join returns the results", function()
   T.eq(ok, true); T.eq(sum, 5); T.eq(x, "x")
   T.eq(t:status(), "done")
   ok, sum = t:join() -- joining a finished task again
+  T.eq(ok, true)
   T.eq(sum, 5)
 end)
 
@@ -45,7 +46,7 @@ T.case("a cancelled task that catches the cancellation raises at its next wait",
   local caught = 0
   local t = task.spawn(function()
     while true do
-      local ok, e = pcall(time.sleep, 1)
+      local ok = pcall(time.sleep, 1)
       if not ok then caught = caught + 1; if caught > 3 then return "gave up" end end
     end
   end)
