@@ -80,6 +80,9 @@ upgrun_runtime *upgrun_new(void) {
     return NULL;
   }
   rt->tag.rt = rt;
+  rt->spin_limit = 60;
+  const char *spin = getenv("UPGRUN_SPIN_LIMIT");
+  if (spin && atof(spin) > 0) rt->spin_limit = atof(spin);
   thread_extra_set(rt->L, &rt->tag);
   luaL_openlibs(rt->L);
   sched_init(rt);

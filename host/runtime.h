@@ -49,6 +49,7 @@ struct upgrun_task {
   bool op_ready;     /* op completed, results not yet pushed */
   bool raise_on_resume; /* op pushed an error value to raise */
   int nres;          /* values to hand back on resume */
+  double resumed_at; /* upgrun_mono() at the last resume */
   upgrun_task *next_ready;
   upgrun_task *prev_live, *next_live;
 };
@@ -69,6 +70,7 @@ struct upgrun_runtime {
   upgrun_task *live;      /* every task not yet finished */
   upgrun_task *main_task;
   long next_id;
+  double spin_limit; /* seconds a task may run without yielding */
   bool aborting;
   int abort_count;
   char abort_reason[64];

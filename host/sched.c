@@ -184,6 +184,22 @@ static void task_finish(upgrun_task *t, int status, int nres) {
 
 /* ---- resuming --------------------------------------------------------- */
 
+/* Count hook on every task thread: a task that runs for too long without
+ * yielding to the loop starves every other task, probe and timer, so it is
+ * stopped with an error naming the limit. */
+#define SPIN_CHECK_EVERY 1000000 /* instructions */
+
+static void spin_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  upgrun_task *t = thread_extra_of(L)->task;
+  if (!t || t->co != L) return;
+  double ran = upgrun_mono() - t->resumed_at;
+  if (ran > t->rt->spin_limit)
+    luaL_error(L, "task ran %d s without yielding to the event loop (limit "
+                  "%d s): a busy loop starves every probe and timer",
+               (int)ran, (int)t->rt->spin_limit);
+}
+
 static void task_resume(upgrun_task *t) {
   lua_State *co = t->co;
   int nargs = 0;
@@ -198,6 +214,7 @@ static void task_resume(upgrun_task *t) {
   }
   t->nres = nargs;
   t->state = TASK_RUNNING;
+  t->resumed_at = upgrun_mono();
   int nres = 0;
   int status = lua_resume(co, t->rt->L, nargs, &nres);
   if (status == LUA_YIELD) {
@@ -296,6 +313,7 @@ upgrun_task *sched_spawn(lua_State *L, int nargs, const char *name) {
   t->tag.rt = rt;
   t->tag.task = t;
   thread_extra_set(t->co, &t->tag);
+  lua_sethook(t->co, spin_hook, LUA_MASKCOUNT, SPIN_CHECK_EVERY);
   lua_insert(L, fn); /* ud, fn, args */
   lua_xmove(L, t->co, nargs + 1);
   lua_pushvalue(L, -1);

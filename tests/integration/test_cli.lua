@@ -114,5 +114,20 @@ return a:join()
   T.eq(code, 2, err); T.ok(err:find("deadlock", 1, true), err)
 end)
 
+T.case("a task that never yields is stopped at the spin limit", function()
+  local p = write("spin.lua", [[
+local task, time = require "upgrun.task", require "upgrun.time"
+local ticks = 0
+local ticker = task.spawn(function() while true do time.sleep(0.01); ticks = ticks + 1 end end)
+local spinner = task.spawn(function() while true do end end)
+local ok, err = spinner:join(5)
+time.sleep(0.1)
+ticker:cancel()
+print(ok, err and err.kind, err and err.message:match("without yielding") ~= nil, ticks > 0)
+]])
+  local code, out = sh("UPGRUN_SPIN_LIMIT=0.3 timeout 20 " .. BIN .. " " .. p)
+  T.eq(code, 0); T.eq(out, "nil\terror\ttrue\ttrue\n")
+end)
+
 os.execute("rm -rf " .. TMP)
 return T.done()
