@@ -510,7 +510,7 @@ static struct curl_slist *build_headers(lua_State *L, int idx, bool has_body) {
         luaL_error(L, "out of memory");
       }
       list = nl;
-      lua_pop(L, 2);
+      lua_pop(L, 3); /* result, value copy, value: the key stays for next */
     }
   }
   lua_pop(L, 1);

@@ -1,0 +1,213 @@
+-- test_http — upgrun.http against a real local fault server
+-- (tests/integration/faultserver.py): normal answers, 5xx as responses, each
+-- fault mapped to its exact err.kind, keep-alive reuse, 200 requests from 200
+-- tasks, cancellation releasing the connection, TLS verification and cacert.
+local T = require "testlib"
+local http = require "upgrun.http"
+local task = require "upgrun.task"
+local time = require "upgrun.time"
+local cjson = require "cjson"
+
+-- Starts faultserver.py; returns {base=, port=, dead=, stop=}.
+-- (io.popen until upgrun.proc is available; the first line is "PORT DEAD PID".)
+local function start_server(extra)
+  local cmd = "exec python3 " .. T.src("tests/integration/faultserver.py") .. " --lifetime 240 " .. (extra or "")
+  local p = assert(io.popen(cmd, "r"))
+  local line = p:read("l")
+  local port, dead, pid = (line or ""):match("^(%d+) (%d+) (%d+)$")
+  assert(port, "faultserver did not start: " .. tostring(line))
+  local s = { port = tonumber(port), dead = tonumber(dead), pid = pid }
+  s.base = "http://127.0.0.1:" .. port
+  function s.stop()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    p:close()
+  end
+  return s
+end
+
+local function stats(srv)
+  local r = assert(http.request { url = srv.base .. "/stats", timeout = 5 })
+  return cjson.decode(r.body)
+end
+
+local srv = start_server()
+
+T.case("GET answers with status, lowercased headers, body, timing", function()
+  local r, err = http.request { url = srv.base .. "/echo/x?a=1", timeout = 5 }
+  T.ok(r, tostring(err))
+  T.eq(r.status, 200)
+  T.eq(r.headers["content-type"], "application/json")
+  T.eq(r.headers["server"]:match("^faultserver"), "faultserver")
+  local doc = cjson.decode(r.body)
+  T.eq(doc.method, "GET"); T.eq(doc.path, "/echo/x?a=1")
+  T.eq(r.url, srv.base .. "/echo/x?a=1")
+  T.ok(r.timing.total > 0 and r.timing.total < 5)
+  T.ok(r.timing.ttfb > 0 and r.timing.ttfb <= r.timing.total)
+  T.ok(r.timing.connect <= r.timing.ttfb)
+end)
+
+T.case("POST sends headers and body; other methods too", function()
+  local r = assert(http.request {
+    method = "POST", url = srv.base .. "/echo", timeout = 5,
+    headers = { ["X-Auth-Token"] = "secret-token", ["Content-Type"] = "application/json", ["X-Num"] = 42 },
+    body = '{"k": "v"}',
+  })
+  local doc = cjson.decode(r.body)
+  T.eq(doc.method, "POST"); T.eq(doc.body, '{"k": "v"}')
+  T.eq(doc.headers["x-auth-token"], "secret-token")
+  T.eq(doc.headers["content-type"], "application/json")
+  T.eq(doc.headers["x-num"], "42")
+  T.eq(doc.headers["expect"], nil)
+  local big = string.rep("b", 100000) -- no Expect: 100-continue round trip
+  r = assert(http.request { method = "PUT", url = srv.base .. "/echo", body = big, timeout = 5 })
+  doc = cjson.decode(r.body)
+  T.eq(doc.method, "PUT"); T.eq(#doc.body, 100000)
+  r = assert(http.request { method = "DELETE", url = srv.base .. "/echo", timeout = 5 })
+  T.eq(cjson.decode(r.body).method, "DELETE")
+  r = assert(http.request { method = "HEAD", url = srv.base .. "/echo", timeout = 5 })
+  T.eq(r.status, 200); T.eq(r.body, "")
+  r = assert(http.get(srv.base .. "/echo", { timeout = 5, headers = { A = "b" } }))
+  T.eq(cjson.decode(r.body).headers.a, "b")
+end)
+
+T.case("a 503 or 404 is a response, not an error", function()
+  local r, err = http.request { url = srv.base .. "/status/503", timeout = 5 }
+  T.ok(r, tostring(err)); T.eq(r.status, 503)
+  T.eq(cjson.decode(r.body).status, 503)
+  r = assert(http.request { url = srv.base .. "/nothing", timeout = 5 })
+  T.eq(r.status, 404)
+end)
+
+T.case("a delay past the timeout gives kind timeout, on time", function()
+  local t0 = time.mono()
+  local err = T.err("timeout", http.request { url = srv.base .. "/delay?s=3", timeout = 0.3 })
+  local dt = time.mono() - t0
+  T.ok(dt >= 0.29 and dt < 1.5, "took " .. dt)
+  T.ok(err.message:find(srv.base .. "/delay", 1, true), err.message)
+end)
+
+T.case("connection closed mid-response gives kind closed", function()
+  T.err("closed", http.request { url = srv.base .. "/close", timeout = 5 })
+  T.err("closed", http.request { url = srv.base .. "/drop", timeout = 5 })
+  -- the client goes on working afterwards
+  T.eq(assert(http.request { url = srv.base .. "/echo", timeout = 5 }).status, 200)
+end)
+
+T.case("listener down gives kind connect", function()
+  local t0 = time.mono()
+  local err = T.err("connect", http.request { url = "http://127.0.0.1:" .. srv.dead .. "/", timeout = 5 })
+  T.ok(time.mono() - t0 < 1)
+  T.ok(err.message:find("127.0.0.1:" .. srv.dead, 1, true), err.message)
+end)
+
+T.case("an oversized body gives kind too_large (known length and chunked)", function()
+  T.err("too_large", http.request { url = srv.base .. "/big?n=200000", max_body = 100000, timeout = 5 })
+  T.err("too_large", http.request { url = srv.base .. "/bigchunked?n=5000000", max_body = 100000, timeout = 5 })
+  local r = assert(http.request { url = srv.base .. "/big?n=100000", max_body = 100000, timeout = 5 })
+  T.eq(#r.body, 100000)
+  r = assert(http.request { url = srv.base .. "/bigchunked?n=300000", timeout = 5 })
+  T.eq(#r.body, 300000)
+end)
+
+T.case("credentials never appear in error messages", function()
+  local err = T.err("connect", http.request { url = "http://user:pw-secret@127.0.0.1:" .. srv.dead .. "/x", timeout = 5 })
+  T.eq(err.message:find("pw-secret", 1, true), nil, err.message)
+  T.eq(err.message:find("user", 1, true), nil, err.message)
+end)
+
+T.case("keep-alive: sequential requests reuse one connection", function()
+  assert(http.request { url = srv.base .. "/echo", timeout = 5 }) -- warm
+  local before = stats(srv).connections
+  local last
+  for _ = 1, 10 do
+    last = assert(http.request { url = srv.base .. "/echo", timeout = 5 })
+    T.eq(last.reused, true)
+  end
+  T.eq(last.timing.connect, 0)
+  T.eq(stats(srv).connections, before) -- /stats itself reused the connection too
+end)
+
+T.case("200 concurrent requests from 200 tasks all complete", function()
+  local tasks = {}
+  local t0 = time.mono()
+  for i = 1, 200 do
+    tasks[i] = task.spawn(function()
+      local r, err = http.request {
+        method = "POST", url = srv.base .. "/echo/" .. i, body = "body-" .. i, timeout = 30,
+      }
+      if not r then return nil, err end
+      local doc = cjson.decode(r.body)
+      return r.status == 200 and doc.path == "/echo/" .. i and doc.body == "body-" .. i
+    end)
+  end
+  local good = 0
+  for i = 1, 200 do
+    local ok, res, err = tasks[i]:join(60)
+    if ok and res == true then good = good + 1
+    elseif good + 1 == i then print("     first failure:", ok, res, err and tostring(err)) end
+  end
+  T.eq(good, 200)
+  T.ok(time.mono() - t0 < 30)
+end)
+
+T.case("cancelling a task mid-request releases the connection", function()
+  local aborted = stats(srv).aborted
+  local t = task.spawn(function() return http.request { url = srv.base .. "/delay?s=5", timeout = 10 } end)
+  time.sleep(0.3)
+  local t0 = time.mono()
+  t:cancel()
+  local ok, err = t:join(1)
+  T.eq(ok, nil); T.eq(err.kind, "cancelled")
+  T.ok(time.mono() - t0 < 0.5)
+  -- the server sees the client close the connection (well before the 5 s delay)
+  local seen = false
+  local deadline = time.mono() + 3
+  while time.mono() < deadline do
+    if stats(srv).aborted > aborted then seen = true; break end
+    time.sleep(0.05)
+  end
+  T.ok(seen, "server saw the connection closed")
+end)
+
+T.case("with_timeout around a request cancels it", function()
+  local t0 = time.mono()
+  T.err("timeout", task.with_timeout(0.2, http.request, { url = srv.base .. "/delay?s=5", timeout = 10 }))
+  T.ok(time.mono() - t0 < 1)
+  T.eq(assert(http.request { url = srv.base .. "/echo", timeout = 5 }).status, 200)
+end)
+
+T.case("misuse raises", function()
+  T.raises("url", http.request, {})
+  T.raises("url", http.request, { url = "not a url" })
+  T.raises("timeout", http.request, { url = srv.base, timeout = 0 })
+  T.raises("timeout", http.request, { url = srv.base, timeout = {} })
+  T.raises("headers", http.request, { url = srv.base, headers = { X = "a\r\nY: b" } })
+  T.raises("headers", http.request, { url = srv.base, headers = { X = {} } })
+  T.raises("method", http.request, { url = srv.base, method = "get" })
+end)
+
+T.case("TLS: self-signed server fails verification; cacert= makes it pass", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir))
+  local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
+  assert(os.execute(string.format(
+    "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 1 " ..
+    "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost >/dev/null 2>&1", key, cert)))
+  local tls = start_server("--tls " .. cert .. " " .. key)
+  local url = "https://127.0.0.1:" .. tls.port .. "/echo"
+  local ok, e = pcall(function()
+    T.err("tls", http.request { url = url, timeout = 5 })
+    local r, err = http.request { url = url, timeout = 5, cacert = cert }
+    T.ok(r, tostring(err)); T.eq(r.status, 200)
+    T.eq(cjson.decode(r.body).method, "GET")
+    r = assert(http.request { url = url, timeout = 5, verify = false })
+    T.eq(r.status, 200)
+  end)
+  tls.stop()
+  os.execute("rm -rf " .. dir)
+  if not ok then error(e, 0) end
+end)
+
+srv.stop()
+return T.done()
