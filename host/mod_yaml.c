@@ -39,6 +39,8 @@ typedef struct {
   yaml_event_t ev;
   bool parser_ok, have_ev;
   const char *name;
+  const char *text; /* the input, to place reader errors (byte offsets) */
+  size_t text_len;
   int anchors; /* stack index of the anchors table of the current document */
   int depth;
   /* error, when a step returns false */
@@ -70,7 +72,18 @@ static bool next_event(decoder *d) {
   }
   yaml_parser_t *p = &d->parser;
   if (p->error == YAML_MEMORY_ERROR) return fail_at(d, p->mark, "%s", "out of memory");
-  yaml_mark_t m = p->error == YAML_READER_ERROR ? p->mark : p->problem_mark;
+  yaml_mark_t m = p->problem_mark;
+  if (p->error == YAML_READER_ERROR) { /* only a byte offset is known */
+    memset(&m, 0, sizeof m);
+    for (size_t i = 0; i < p->problem_offset && i < d->text_len; i++) {
+      if (d->text[i] == '\n') {
+        m.line++;
+        m.column = 0;
+      } else {
+        m.column++;
+      }
+    }
+  }
   if (p->context && p->error != YAML_READER_ERROR) {
     char ctx[200];
     snprintf(ctx, sizeof ctx, "%s (%s, line %zu)", p->problem ? p->problem : "error",
@@ -274,6 +287,8 @@ static int decode(lua_State *L, const char *text, size_t len, const char *name,
   if (!yaml_parser_initialize(&d->parser)) return luaL_error(L, "out of memory");
   d->parser_ok = true;
   d->name = name;
+  d->text = text;
+  d->text_len = len;
   yaml_parser_set_input_string(&d->parser, (const unsigned char *)text, len);
   lua_newtable(L); /* results */
   int results = lua_gettop(L);
