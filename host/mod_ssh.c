@@ -170,6 +170,16 @@ static bool fatal_rc(int rc) {
          rc == LIBSSH2_ERROR_BAD_USE;
 }
 
+/* True when the peer has closed the TCP connection (and nothing is left to
+ * read). libssh2 1.10 reports exit status 0 for a channel that never got
+ * one, so a channel closing on a dead connection must be caught here. */
+static bool socket_eof(int fd) {
+  char c;
+  if (fd < 0) return true;
+  ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void sess_update_poll(ssh_sess *S);
 static void sess_drive(ssh_sess *S);
 static void sess_kick(ssh_sess *S);
@@ -858,6 +868,10 @@ static bool op_step(ssh_op *o) {
         op_error_rc(o, rc, "closing the channel");
         return true;
       }
+      if (socket_eof(S->fd)) { /* closed by a dying connection */
+        sess_dead(S, "the server closed the connection");
+        return true;
+      }
       {
         char *sig = NULL;
         size_t siglen = 0;
@@ -945,6 +959,10 @@ static void sess_drive(ssh_sess *S) {
       if (S->out_owner) break;
     }
     if (!progress || S->out_owner) break;
+  }
+  if (S->ops && pass < 32 && socket_eof(S->fd)) {
+    sess_dead(S, "the server closed the connection");
+    return;
   }
   if (pass == 32) sess_kick(S); /* still busy: come back after other I/O */
   sess_update_poll(S);

@@ -145,19 +145,29 @@ local function children(pid)
 end
 H.children = children
 
--- Kills the listener and its per-connection sshd processes (and theirs).
-function H:kill_all(n, sig)
+local function comm(pid)
+  local f = io.open("/proc/" .. pid .. "/comm")
+  if not f then return nil end
+  local c = f:read("l"); f:close(); return c
+end
+
+-- Kills the listener and its per-connection sshd processes (the server
+-- dying), but not the users' commands running under them unless
+-- `with_commands`.
+function H.kill_all(_, n, sig, with_commands)
   sig = sig or "KILL"
+  local victims = {}
   local function rec(pid)
     for _, c in ipairs(children(pid)) do rec(c) end
-    proc.kill(pid, sig)
+    if with_commands or comm(pid) == "sshd" then victims[#victims + 1] = pid end
   end
   rec(n.pid)
+  for _, pid in ipairs(victims) do proc.kill(pid, sig) end
   n.proc:wait(5)
   n.dead = true
 end
 
-function H:stop(n)
+function H.stop(_, n)
   if n.dead then return end
   n.proc:kill("TERM")
   n.proc:wait(5)
@@ -184,7 +194,7 @@ end
 
 function H:cleanup()
   for _, n in ipairs(self.nodes) do
-    if not n.dead then pcall(H.kill_all, self, n, "TERM") end
+    if not n.dead then pcall(H.kill_all, self, n, "TERM", true) end
   end
   if self.dir and self.dir:match("^/tmp/upgrun%-") and not os.getenv("UPGRUN_KEEP") then
     os.execute("rm -rf '" .. self.dir .. "'")
