@@ -1,0 +1,246 @@
+-- upgrun.outages — pure functions that turn probe samples into outages,
+-- downtime per step, latency percentiles per stage and budget verdicts.
+-- No I/O, no clock: everything is computed from the tables passed in, so it is
+-- unit-tested directly (tests/lua/test_outages.lua).
+--
+-- A sample is a table {t = send time (s, monotonic, relative to run start),
+-- result = "ok"|"fail"|"unknown"|"skipped"|"cancelled", latency = s, stage = name}.
+-- Only ok/fail/unknown samples carry information; skipped (max_in_flight was
+-- reached, nothing was sent) and cancelled (the run was aborted) are ignored
+-- here — the gap they leave shows up as uncertainty.
+local M = {}
+
+local INFORMATIVE = { ok = true, fail = true, unknown = true }
+
+local function by_t(a, b) return a.t < b.t end
+
+-- Returns the informative samples sorted by send time (a new array).
+function M.sorted(samples)
+  local s = {}
+  for _, x in ipairs(samples) do
+    if INFORMATIVE[x.result] then s[#s + 1] = x end
+  end
+  table.sort(s, by_t)
+  return s
+end
+
+-- The outages in `samples`: maximal runs of non-ok samples ordered by send
+-- time. Each outage is
+--   {start = send time of the first non-ok sample,
+--    ["end"] = send time of the first ok sample after it (or, when the run
+--              ended inside the outage, of the last sample, with open = true),
+--    duration = end - start,
+--    start_uncertainty = gap between the last ok before and the first non-ok
+--                        (0 when the probe began in the outage),
+--    end_uncertainty = gap between the last non-ok and the first ok after,
+--    uncertainty = max of the two (the duration is exact to ± this),
+--    samples = number of non-ok samples, fail = n, unknown = n,
+--    first_error = err kind/status of the first non-ok sample}
+function M.find(samples)
+  local s = M.sorted(samples)
+  local out, cur = {}, nil
+  local prev_ok_t = nil
+  for i, x in ipairs(s) do
+    if x.result == "ok" then
+      if cur then
+        cur["end"] = x.t
+        cur.end_uncertainty = x.t - s[i - 1].t
+        out[#out + 1] = cur
+        cur = nil
+      end
+      prev_ok_t = x.t
+    else
+      if not cur then
+        cur = { start = x.t, samples = 0, fail = 0, unknown = 0,
+                start_uncertainty = prev_ok_t and (x.t - prev_ok_t) or 0,
+                first_error = x.err or x.status, stage = x.stage }
+      end
+      cur.samples = cur.samples + 1
+      cur[x.result] = cur[x.result] + 1
+      cur.last_t = x.t
+    end
+  end
+  if cur then
+    cur["end"] = cur.last_t
+    cur.end_uncertainty = 0
+    cur.open = true
+    out[#out + 1] = cur
+  end
+  for _, o in ipairs(out) do
+    o.last_t = nil
+    o.duration = o["end"] - o.start
+    o.uncertainty = math.max(o.start_uncertainty, o.end_uncertainty)
+  end
+  return out
+end
+
+-- Sum of outage durations and the longest one.
+function M.downtime(outages)
+  local total, longest, unc = 0, 0, 0
+  for _, o in ipairs(outages) do
+    total = total + o.duration
+    unc = unc + o.uncertainty
+    if o.duration > longest then longest = o.duration end
+  end
+  return total, longest, unc
+end
+
+-- Length of the overlap of [a0, a1] and [b0, b1] (0 when disjoint).
+function M.overlap(a0, a1, b0, b1)
+  local lo, hi = math.max(a0, b0), math.min(a1, b1)
+  return hi > lo and hi - lo or 0
+end
+
+-- Steps are {id =, name =, start =, ["end"] = (nil while running)}.
+-- Returns the steps that were running at some point during [t0, t1]
+-- (a step that ended exactly when the outage began does not count).
+function M.steps_during(t0, t1, steps)
+  local names = {}
+  for _, st in ipairs(steps) do
+    local e = st["end"] or math.huge
+    if st.start <= t1 and e > t0 and (st.start < t1 or t0 == t1) then
+      names[#names + 1] = st
+    end
+  end
+  return names
+end
+
+-- Downtime attributed to each step: for each step, the seconds of outage
+-- overlapping its window. Returns {[step.id] = seconds} (only steps > 0).
+function M.downtime_per_step(outages, steps, run_end)
+  local per = {}
+  for _, st in ipairs(steps) do
+    local e = st["end"] or run_end or math.huge
+    local sum = 0
+    for _, o in ipairs(outages) do
+      sum = sum + M.overlap(o.start, o["end"], st.start, e)
+    end
+    if sum > 0 then per[st.id] = sum end
+  end
+  return per
+end
+
+-- Merges windows ({start, end} tables, from several probes) into their union,
+-- sorted by start: the time during which at least one API was out.
+function M.union(windows)
+  local w = {}
+  for _, x in ipairs(windows) do w[#w + 1] = { start = x.start, ["end"] = x["end"] } end
+  table.sort(w, function(a, b) return a.start < b.start end)
+  local out = {}
+  for _, x in ipairs(w) do
+    local last = out[#out]
+    if last and x.start <= last["end"] then
+      if x["end"] > last["end"] then last["end"] = x["end"] end
+    else
+      out[#out + 1] = x
+    end
+  end
+  for _, x in ipairs(out) do x.duration = x["end"] - x.start end
+  return out
+end
+
+-- Percentile of an ascending array by linear interpolation between the two
+-- nearest ranks (p in [0, 100]); nil for an empty array.
+function M.percentile(sorted, p)
+  local n = #sorted
+  if n == 0 then return nil end
+  if n == 1 then return sorted[1] end
+  local rank = (p / 100) * (n - 1) + 1
+  local lo = math.floor(rank)
+  if lo >= n then return sorted[n] end
+  local frac = rank - lo
+  return sorted[lo] + (sorted[lo + 1] - sorted[lo]) * frac
+end
+
+-- Latency statistics of an array of numbers: {n, min, max, mean, p50, p95, p99}.
+function M.stats(values)
+  local v = {}
+  local sum = 0
+  for i, x in ipairs(values) do v[i] = x; sum = sum + x end
+  table.sort(v)
+  local n = #v
+  if n == 0 then return { n = 0 } end
+  return { n = n, min = v[1], max = v[n], mean = sum / n,
+           p50 = M.percentile(v, 50), p95 = M.percentile(v, 95), p99 = M.percentile(v, 99) }
+end
+
+-- Latency of ok samples per stage, and the ratio of each stage's percentiles
+-- to the baseline stage's (default "before"). Returns
+--   {[stage] = {n, p50, p95, p99, ..., p50_ratio, p95_ratio, p99_ratio}}, baseline_name
+function M.latency_by_stage(samples, baseline)
+  baseline = baseline or "before"
+  local lat = {}
+  for _, x in ipairs(samples) do
+    if x.result == "ok" and x.latency and x.stage then
+      local l = lat[x.stage]
+      if not l then l = {}; lat[x.stage] = l end
+      l[#l + 1] = x.latency
+    end
+  end
+  local out = {}
+  for stage, l in pairs(lat) do out[stage] = M.stats(l) end
+  local base = out[baseline]
+  if base and base.n > 0 then
+    for stage, st in pairs(out) do
+      if stage ~= baseline and st.n > 0 then
+        for _, p in ipairs { "p50", "p95", "p99" } do
+          if base[p] > 0 then st[p .. "_ratio"] = st[p] / base[p] end
+        end
+      end
+    end
+  end
+  return out, baseline
+end
+
+-- The worst ratio of a percentile over the non-baseline stages (nil when no
+-- stage could be compared with the baseline).
+function M.worst_ratio(by_stage, p)
+  local worst, at = nil, nil
+  for stage, st in pairs(by_stage) do
+    local r = st[p .. "_ratio"]
+    if r and (not worst or r > worst) then worst, at = r, stage end
+  end
+  return worst, at
+end
+
+-- Budget keys and how each is measured, in report order.
+M.BUDGET_KEYS = {
+  { key = "max_downtime", what = "total downtime", unit = "s" },
+  { key = "max_outage", what = "longest outage", unit = "s" },
+  { key = "max_p50_degradation", what = "p50 latency vs baseline", unit = "x" },
+  { key = "max_p95_degradation", what = "p95 latency vs baseline", unit = "x" },
+  { key = "max_p99_degradation", what = "p99 latency vs baseline", unit = "x" },
+}
+
+-- Evaluates a budget {max_downtime =, max_outage =, max_pXX_degradation =}
+-- against measures {downtime =, longest =, p50_ratio =, p95_ratio =,
+-- p99_ratio =}. Returns an array of
+--   {key, limit, value, unit, status = "pass"|"fail"|"skipped", message}
+-- A degradation that cannot be measured (no baseline samples) is "skipped".
+function M.evaluate_budget(budget, m)
+  local res = {}
+  for _, b in ipairs(M.BUDGET_KEYS) do
+    local limit = budget and budget[b.key]
+    if limit then
+      local value
+      if b.key == "max_downtime" then value = m.downtime
+      elseif b.key == "max_outage" then value = m.longest
+      else value = m[b.key:match("^max_(p%d+)_") .. "_ratio"] end
+      local r = { key = b.key, limit = limit, value = value, unit = b.unit }
+      if value == nil then
+        r.status = "skipped"
+        r.message = b.what .. " could not be measured (no baseline samples)"
+      elseif value <= limit then
+        r.status = "pass"
+        r.message = string.format("%s %.3f%s <= %g%s", b.what, value, b.unit, limit, b.unit)
+      else
+        r.status = "fail"
+        r.message = string.format("%s %.3f%s > budget %g%s", b.what, value, b.unit, limit, b.unit)
+      end
+      res[#res + 1] = r
+    end
+  end
+  return res
+end
+
+return M

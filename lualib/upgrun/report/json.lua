@@ -1,0 +1,92 @@
+-- upgrun.report.json — a JSON encoder for reports: keys sorted (stable,
+-- diffable reports), arrays kept as arrays even when empty (json.array{}),
+-- NaN/inf written as null. Decoding uses cjson (require "cjson").
+local M = {}
+
+local ARRAY = { __name = "json.array" }
+
+-- Marks t as an array (so an empty t is written [] rather than {}).
+function M.array(t) return setmetatable(t or {}, ARRAY) end
+
+local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
+                  ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function esc(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return escapes[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function is_array(t)
+  if getmetatable(t) == ARRAY then return true end
+  local n = #t
+  if n == 0 then return false end
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
+  end
+  return true
+end
+
+local function enc(v, out, indent, depth)
+  local tv = type(v)
+  if tv == "string" then out[#out + 1] = esc(v)
+  elseif tv == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then out[#out + 1] = "null"
+    elseif math.type(v) == "integer" then out[#out + 1] = tostring(v)
+    else out[#out + 1] = string.format("%.10g", v) end
+  elseif tv == "boolean" then out[#out + 1] = v and "true" or "false"
+  elseif tv == "table" then
+    local nl = indent and ("\n" .. string.rep(indent, depth + 1)) or ""
+    local close = indent and ("\n" .. string.rep(indent, depth)) or ""
+    if is_array(v) then
+      if #v == 0 then out[#out + 1] = "[]"; return end
+      out[#out + 1] = "["
+      for i = 1, #v do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = nl
+        enc(v[i], out, indent, depth + 1)
+      end
+      out[#out + 1] = close .. "]"
+    else
+      local keys = {}
+      for k in pairs(v) do
+        if type(k) == "string" or type(k) == "number" then keys[#keys + 1] = tostring(k) end
+      end
+      table.sort(keys)
+      if #keys == 0 then out[#out + 1] = "{}"; return end
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = nl .. esc(k) .. (indent and ": " or ":")
+        local val = v[k]
+        if val == nil then val = v[tonumber(k)] end
+        enc(val, out, indent, depth + 1)
+      end
+      out[#out + 1] = close .. "}"
+    end
+  else
+    out[#out + 1] = "null" -- functions, userdata: not data
+  end
+end
+
+-- Encodes v; `indent` (e.g. "  ") pretty-prints.
+function M.encode(v, indent)
+  local out = {}
+  enc(v, out, indent, 0)
+  return table.concat(out)
+end
+
+function M.decode(s) return require("cjson").decode(s) end
+
+-- Writes v to path atomically (path.tmp then rename). Returns true or nil, err.
+function M.write_file(path, v, indent)
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "w")
+  if not f then return nil, err end
+  f:write(M.encode(v, indent), "\n")
+  f:close()
+  local ok, rerr = os.rename(tmp, path)
+  if not ok then return nil, rerr end
+  return true
+end
+
+return M
