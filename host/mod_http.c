@@ -446,6 +446,13 @@ static void http_cancel(upgrun_op *op) {
 
 /* The URL with user and password removed (NULL if it does not parse). */
 static char *url_without_credentials(const char *url) {
+  const char *auth = strstr(url, "://");
+  if (auth) { /* fast path: no '@' before the path, nothing to remove */
+    auth += 3;
+    size_t n = strcspn(auth, "/?#");
+    if (!memchr(auth, '@', n) && n > 0 && !strpbrk(url, " \r\n\t"))
+      return strdup(url);
+  }
   CURLU *u = curl_url();
   char *out = NULL;
   if (!u) return NULL;
@@ -539,6 +546,7 @@ static int do_request(lua_State *L, int idx) {
   double ctimeout = util_opt_number(L, idx, "connect_timeout", -1);
   bool verify = util_opt_bool(L, idx, "verify", true);
   const char *cacert = util_opt_string(L, idx, "cacert", NULL, NULL);
+  const char *proxy = util_opt_string(L, idx, "proxy", NULL, NULL);
   double max_body = util_opt_number(L, idx, "max_body", DEFAULT_MAX_BODY);
   if (!(timeout > 0)) util_field_error(L, "timeout", "must be > 0");
   if (ctimeout != -1 && !(ctimeout > 0))
@@ -579,6 +587,9 @@ static int do_request(lua_State *L, int idx) {
   curl_easy_setopt(e, CURLOPT_PRIVATE, o);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, o->errbuf);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  /* No proxy from the environment (http_proxy would also catch test traffic
+   * to 127.0.0.1); a proxy is only used when asked for. */
+  curl_easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "");
   curl_easy_setopt(e, CURLOPT_USERAGENT, "upgrun/" UPGRUN_VERSION);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, o);

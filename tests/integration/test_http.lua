@@ -110,7 +110,8 @@ T.case("an oversized body gives kind too_large (known length and chunked)", func
 end)
 
 T.case("credentials never appear in error messages", function()
-  local err = T.err("connect", http.request { url = "http://user:pw-secret@127.0.0.1:" .. srv.dead .. "/x", timeout = 5 })
+  local url = "http://user:pw-secret@127.0.0.1:" .. srv.dead .. "/x"
+  local err = T.err("connect", http.request { url = url, timeout = 5 })
   T.eq(err.message:find("pw-secret", 1, true), nil, err.message)
   T.eq(err.message:find("user", 1, true), nil, err.message)
 end)
