@@ -48,7 +48,8 @@ typedef struct {
   bool truncated;
 } obuf;
 
-/* A pending wait or read_line. Embedded in proc_t: push/cancel never free it. */
+/* A pending wait or read_line. Embedded in proc_t: push/cancel never free it.
+ */
 typedef struct {
   upgrun_op op; /* first member */
   proc_t *p;
@@ -59,22 +60,22 @@ typedef struct {
 
 struct proc {
   uv_process_t process;
-  uv_pipe_t pipes[3];  /* child's stdin, stdout, stderr (by fd) */
-  bool pipe_open[3];   /* initialised and not yet uv_close'd */
+  uv_pipe_t pipes[3]; /* child's stdin, stdout, stderr (by fd) */
+  bool pipe_open[3];  /* initialised and not yet uv_close'd */
   uv_timer_t wait_timer, line_timer, drain_timer, grace_timer;
   uv_write_t wreq;
-  char *in_data;       /* stdin bytes being written */
-  obuf o[3];           /* o[1] stdout, o[2] stderr */
+  char *in_data; /* stdin bytes being written */
+  obuf o[3];     /* o[1] stdout, o[2] stderr */
   size_t max_output;
-  size_t line_pos;     /* read_line position in o[1] */
-  char *discard;       /* scratch buffer for output past max_output */
-  char name[64];       /* argv[0], for messages */
+  size_t line_pos; /* read_line position in o[1] */
+  char *discard;   /* scratch buffer for output past max_output */
+  char name[64];   /* argv[0], for messages */
   int pid;
   double t_start, t_exit;
   bool exited, done, ud_gone, closing, killed;
   int64_t status;
   int term_signal;
-  int nhandles;        /* handles whose close callback is still due */
+  int nhandles; /* handles whose close callback is still due */
   proc_op wait, line;
   /* run() */
   bool is_run, check, term_sent;
@@ -92,16 +93,16 @@ static const struct {
   const char *name;
   int num;
 } SIGNALS[] = {
-    {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT},
-    {"ILL", SIGILL},   {"TRAP", SIGTRAP},     {"ABRT", SIGABRT},
-    {"BUS", SIGBUS},   {"FPE", SIGFPE},       {"KILL", SIGKILL},
-    {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},     {"USR2", SIGUSR2},
-    {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},     {"TERM", SIGTERM},
-    {"CHLD", SIGCHLD}, {"CONT", SIGCONT},     {"STOP", SIGSTOP},
-    {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU},
-    {"URG", SIGURG},   {"XCPU", SIGXCPU},     {"XFSZ", SIGXFSZ},
+    {"HUP", SIGHUP},       {"INT", SIGINT},   {"QUIT", SIGQUIT},
+    {"ILL", SIGILL},       {"TRAP", SIGTRAP}, {"ABRT", SIGABRT},
+    {"BUS", SIGBUS},       {"FPE", SIGFPE},   {"KILL", SIGKILL},
+    {"USR1", SIGUSR1},     {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
+    {"PIPE", SIGPIPE},     {"ALRM", SIGALRM}, {"TERM", SIGTERM},
+    {"CHLD", SIGCHLD},     {"CONT", SIGCONT}, {"STOP", SIGSTOP},
+    {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},
+    {"URG", SIGURG},       {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
     {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH},
-    {"IO", SIGIO},     {"SYS", SIGSYS},
+    {"IO", SIGIO},         {"SYS", SIGSYS},
 };
 
 /* "SIGKILL" for 9; "SIG<n>" for numbers without a name. */
@@ -169,7 +170,8 @@ static void close_pipe(proc_t *p, int fd) {
 static void close_all(proc_t *p) {
   if (p->closing) return;
   p->closing = true;
-  for (int fd = 0; fd < 3; fd++) close_pipe(p, fd);
+  for (int fd = 0; fd < 3; fd++)
+    close_pipe(p, fd);
   close_handle(p, (uv_handle_t *)&p->wait_timer);
   close_handle(p, (uv_handle_t *)&p->line_timer);
   close_handle(p, (uv_handle_t *)&p->drain_timer);
@@ -189,7 +191,8 @@ static void kill_hard(proc_t *p) {
     p->killed = true;
     uv_process_kill(&p->process, SIGKILL);
   }
-  for (int fd = 0; fd < 3; fd++) close_pipe(p, fd);
+  for (int fd = 0; fd < 3; fd++)
+    close_pipe(p, fd);
   uv_timer_stop(&p->wait_timer);
   uv_timer_stop(&p->line_timer);
   uv_timer_stop(&p->grace_timer);
@@ -240,7 +243,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   if (want > READ_CHUNK) want = READ_CHUNK;
   if (o->cap - o->len < want) {
     size_t cap = o->cap ? o->cap * 2 : READ_CHUNK;
-    while (cap < o->len + want) cap *= 2;
+    while (cap < o->len + want)
+      cap *= 2;
     char *d = realloc(o->data, cap);
     if (!d) {
       *buf = uv_buf_init(NULL, 0); /* read callback gets UV_ENOBUFS */
@@ -313,8 +317,8 @@ static void on_line_timer(uv_timer_t *h) {
 /* ---- spawning ----------------------------------------------------------- */
 
 typedef struct {
-  char **argv;  /* in a Lua userdata on the stack; strings owned by Lua */
-  char **env;   /* same, or NULL to inherit */
+  char **argv; /* in a Lua userdata on the stack; strings owned by Lua */
+  char **env;  /* same, or NULL to inherit */
   const char *cwd;
   const char *in;
   size_t in_len;
@@ -328,7 +332,8 @@ static int out_mode(lua_State *L, int t, const char *field) {
   if (strcmp(m, "capture") == 0) return OUT_CAPTURE;
   if (strcmp(m, "inherit") == 0) return OUT_INHERIT;
   if (strcmp(m, "null") == 0) return OUT_NULL;
-  return util_field_error(L, field, "\"capture\", \"inherit\" or \"null\" expected");
+  return util_field_error(L, field,
+                          "\"capture\", \"inherit\" or \"null\" expected");
 }
 
 /* Pushes a userdata holding a NULL-terminated char*[n + 1]. */
@@ -403,7 +408,8 @@ static void parse_opts(lua_State *L, int av, int t, spawn_opts *o) {
     o->argv[1] = "-c";
     o->argv[2] = (char *)lua_tostring(L, av);
   } else {
-    if (!lua_istable(L, av)) util_field_error(L, "argv", "table of strings expected");
+    if (!lua_istable(L, av))
+      util_field_error(L, "argv", "table of strings expected");
     size_t n = (size_t)luaL_len(L, av);
     if (n == 0) util_field_error(L, "argv", "must not be empty");
     lua_createtable(L, (int)n, 0); /* anchors the strings (numbers converted) */
@@ -411,7 +417,8 @@ static void parse_opts(lua_State *L, int av, int t, spawn_opts *o) {
     o->argv = push_ptr_array(L, n);
     for (size_t i = 0; i < n; i++) {
       lua_rawgeti(L, av, (lua_Integer)i + 1);
-      if (!lua_isstring(L, -1)) util_field_error(L, "argv", "table of strings expected");
+      if (!lua_isstring(L, -1))
+        util_field_error(L, "argv", "table of strings expected");
       o->argv[i] = (char *)lua_tostring(L, -1);
       lua_rawseti(L, strs, (lua_Integer)i + 1);
     }
@@ -424,7 +431,8 @@ static void parse_opts(lua_State *L, int av, int t, spawn_opts *o) {
   o->cwd = util_opt_string(L, t, "cwd", NULL, NULL);
   lua_getfield(L, t, "stdin");
   if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TSTRING) util_field_error(L, "stdin", "string expected");
+    if (lua_type(L, -1) != LUA_TSTRING)
+      util_field_error(L, "stdin", "string expected");
     o->in = lua_tolstring(L, -1, &o->in_len);
     o->has_in = true;
     o->mode[0] = OUT_CAPTURE;
@@ -433,7 +441,8 @@ static void parse_opts(lua_State *L, int av, int t, spawn_opts *o) {
   o->mode[1] = out_mode(L, t, "stdout");
   o->mode[2] = out_mode(L, t, "stderr");
   double mo = util_opt_number(L, t, "max_output", (double)DEFAULT_MAX_OUTPUT);
-  if (!(mo >= 0 && mo < 1e15)) util_field_error(L, "max_output", "must be >= 0");
+  if (!(mo >= 0 && mo < 1e15))
+    util_field_error(L, "max_output", "must be >= 0");
   o->max_output = (size_t)mo;
 }
 
@@ -462,7 +471,8 @@ static proc_t *start(lua_State *L, const spawn_opts *so) {
       p->pipes[fd].data = p;
       p->pipe_open[fd] = true;
       p->nhandles++;
-      stdio[fd].flags = UV_CREATE_PIPE | (fd == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
+      stdio[fd].flags =
+          UV_CREATE_PIPE | (fd == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
       stdio[fd].data.stream = (uv_stream_t *)&p->pipes[fd];
       if (fd) p->o[fd].captured = true;
     } else if (so->mode[fd] == OUT_INHERIT) {
@@ -502,7 +512,8 @@ static proc_t *start(lua_State *L, const spawn_opts *so) {
       memcpy(p->in_data, so->in, so->in_len);
       uv_buf_t b = uv_buf_init(p->in_data, (unsigned)so->in_len);
       p->wreq.data = p;
-      if (uv_write(&p->wreq, (uv_stream_t *)&p->pipes[0], &b, 1, on_written) != 0) {
+      if (uv_write(&p->wreq, (uv_stream_t *)&p->pipes[0], &b, 1, on_written) !=
+          0) {
         free(p->in_data);
         p->in_data = NULL;
         close_pipe(p, 0);
@@ -536,7 +547,8 @@ static void fill_result(lua_State *L, proc_t *p) {
     lua_setfield(L, -2, "status");
   }
   static const char *const names[] = {NULL, "stdout", "stderr"};
-  static const char *const trunc[] = {NULL, "stdout_truncated", "stderr_truncated"};
+  static const char *const trunc[] = {NULL, "stdout_truncated",
+                                      "stderr_truncated"};
   for (int fd = 1; fd < 3; fd++) {
     if (!p->o[fd].captured) continue;
     lua_pushlstring(L, p->o[fd].data ? p->o[fd].data : "", p->o[fd].len);
@@ -551,7 +563,9 @@ static void fill_result(lua_State *L, proc_t *p) {
   set_num(L, "duration", (p->exited ? p->t_exit : upgrun_mono()) - p->t_start);
 }
 
-static void fmt_secs(char *buf, size_t n, double s) { snprintf(buf, n, "%g", s); }
+static void fmt_secs(char *buf, size_t n, double s) {
+  snprintf(buf, n, "%g", s);
+}
 
 /* push for wait() and run(). Never raises (runs outside a protected call). */
 static int wait_push(lua_State *L, upgrun_op *op) {
@@ -563,8 +577,9 @@ static int wait_push(lua_State *L, upgrun_op *op) {
   if (!p->is_run) {
     if (p->wait.timed_out && !p->done) {
       fmt_secs(secs, sizeof secs, p->wait.timeout);
-      n = upgrun_push_error(L, "timeout", "process %d (%s) still running after %ss",
-                            p->pid, p->name, secs);
+      n = upgrun_push_error(L, "timeout",
+                            "process %d (%s) still running after %ss", p->pid,
+                            p->name, secs);
     } else {
       lua_createtable(L, 0, 6);
       fill_result(L, p);
@@ -591,7 +606,8 @@ static int wait_push(lua_State *L, upgrun_op *op) {
     n = 2;
   } else if (p->check && p->status != 0) {
     lua_pushnil(L);
-    upgrun_new_error(L, "exit", "'%s' exited with status %d", p->name, (int)p->status);
+    upgrun_new_error(L, "exit", "'%s' exited with status %d", p->name,
+                     (int)p->status);
     fill_result(L, p);
     n = 2;
   } else {
@@ -633,8 +649,8 @@ static int take_line(lua_State *L, proc_t *p) {
 }
 
 static int push_no_line(lua_State *L, proc_t *p) {
-  return upgrun_push_error(L, "closed", "process %d (%s): end of output", p->pid,
-                           p->name);
+  return upgrun_push_error(L, "closed", "process %d (%s): end of output",
+                           p->pid, p->name);
 }
 
 static int line_push(lua_State *L, upgrun_op *op) {
@@ -666,8 +682,9 @@ static proc_t *check_proc(lua_State *L) {
 
 static void need_task(lua_State *L) {
   if (!upgrun_current_task(L))
-    luaL_error(L, "a waiting upgrun primitive was called outside a task "
-                  "(from a coroutine of the script's own?); use upgrun.task.spawn");
+    luaL_error(
+        L, "a waiting upgrun primitive was called outside a task "
+           "(from a coroutine of the script's own?); use upgrun.task.spawn");
 }
 
 /* Optional timeout argument in seconds; < 0 means none. */
@@ -703,38 +720,43 @@ static int l_wait(lua_State *L) {
     fill_result(L, p);
     return 1;
   }
-  if (p->wait.pending) return luaL_error(L, "process %d is already being waited for", p->pid);
+  if (p->wait.pending)
+    return luaL_error(L, "process %d is already being waited for", p->pid);
   need_task(L);
   p->wait.op.push = wait_push;
   p->wait.op.cancel = op_cancel;
   p->wait.pending = true;
   p->wait.timed_out = false;
   p->wait.timeout = timeout;
-  if (timeout >= 0) uv_timer_start(&p->wait_timer, on_wait_timer, to_ms(timeout), 0);
+  if (timeout >= 0)
+    uv_timer_start(&p->wait_timer, on_wait_timer, to_ms(timeout), 0);
   return upgrun_wait(L, &p->wait.op);
 }
 
 static int l_read_line(lua_State *L) {
   proc_t *p = check_proc(L);
   double timeout = opt_timeout(L, 2);
-  if (!p->o[1].captured) return luaL_error(L, "read_line needs stdout = \"capture\"");
+  if (!p->o[1].captured)
+    return luaL_error(L, "read_line needs stdout = \"capture\"");
   if (take_line(L, p)) return 1;
   if (!p->pipe_open[1]) return push_no_line(L, p);
-  if (p->line.pending) return luaL_error(L, "process %d: read_line already pending", p->pid);
+  if (p->line.pending)
+    return luaL_error(L, "process %d: read_line already pending", p->pid);
   need_task(L);
   p->line.op.push = line_push;
   p->line.op.cancel = op_cancel;
   p->line.pending = true;
   p->line.timed_out = false;
   p->line.timeout = timeout;
-  if (timeout >= 0) uv_timer_start(&p->line_timer, on_line_timer, to_ms(timeout), 0);
+  if (timeout >= 0)
+    uv_timer_start(&p->line_timer, on_line_timer, to_ms(timeout), 0);
   return upgrun_wait(L, &p->line.op);
 }
 
 static int push_kill_error(lua_State *L, int pid, int rc) {
   lua_pushnil(L);
-  upgrun_new_error(L, rc == UV_ESRCH ? "exited" : "io", "cannot signal process %d: %s",
-                   pid, uv_strerror(rc));
+  upgrun_new_error(L, rc == UV_ESRCH ? "exited" : "io",
+                   "cannot signal process %d: %s", pid, uv_strerror(rc));
   lua_pushstring(L, errno_name(rc));
   lua_setfield(L, -2, "code");
   return 2;
@@ -763,7 +785,8 @@ static void release_ud(proc_ud *u) {
 static int l_close(lua_State *L) {
   proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
   if (u->p && (u->p->wait.pending || u->p->line.pending))
-    return luaL_error(L, "process %d is being waited for; cancel that task first", u->pid);
+    return luaL_error(
+        L, "process %d is being waited for; cancel that task first", u->pid);
   release_ud(u);
   return 0;
 }

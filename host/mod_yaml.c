@@ -56,7 +56,8 @@ static int decoder_gc(lua_State *L) {
   return 0;
 }
 
-static bool fail_at(decoder *d, yaml_mark_t m, const char *fmt, const char *arg) {
+static bool fail_at(decoder *d, yaml_mark_t m, const char *fmt,
+                    const char *arg) {
   d->line = m.line + 1;
   d->column = m.column + 1;
   snprintf(d->msg, sizeof d->msg, fmt, arg);
@@ -71,7 +72,8 @@ static bool next_event(decoder *d) {
     return true;
   }
   yaml_parser_t *p = &d->parser;
-  if (p->error == YAML_MEMORY_ERROR) return fail_at(d, p->mark, "%s", "out of memory");
+  if (p->error == YAML_MEMORY_ERROR)
+    return fail_at(d, p->mark, "%s", "out of memory");
   yaml_mark_t m = p->problem_mark;
   if (p->error == YAML_READER_ERROR) { /* only a byte offset is known */
     memset(&m, 0, sizeof m);
@@ -86,14 +88,17 @@ static bool next_event(decoder *d) {
   }
   if (p->context && p->error != YAML_READER_ERROR) {
     char ctx[200];
-    snprintf(ctx, sizeof ctx, "%s (%s, line %zu)", p->problem ? p->problem : "error",
-             p->context, p->context_mark.line + 1);
+    snprintf(ctx, sizeof ctx, "%s (%s, line %zu)",
+             p->problem ? p->problem : "error", p->context,
+             p->context_mark.line + 1);
     return fail_at(d, m, "%s", ctx);
   }
   return fail_at(d, m, "%s", p->problem ? p->problem : "invalid YAML");
 }
 
-static void push_null(lua_State *L) { lua_pushlightuserdata(L, &null_sentinel); }
+static void push_null(lua_State *L) {
+  lua_pushlightuserdata(L, &null_sentinel);
+}
 
 /* Pushes the scalar of the current event. Returns true if it is the plain
  * merge key "<<". */
@@ -163,14 +168,17 @@ static bool apply_merges(lua_State *L, decoder *d, int map, int merges,
     lua_rawgeti(L, merges, i); /* a mapping, or a list of mappings */
     int src = lua_gettop(L);
     if (!lua_istable(L, src))
-      return fail_at(d, m, "%s", "merge key '<<' expects a mapping or a list of mappings");
+      return fail_at(d, m, "%s",
+                     "merge key '<<' expects a mapping or a list of mappings");
     lua_Integer k = (lua_Integer)lua_rawlen(L, src);
     bool list = k > 0;
     for (lua_Integer j = 1; j <= (list ? k : 1); j++) {
       if (list) {
         lua_rawgeti(L, src, j);
         if (!lua_istable(L, -1))
-          return fail_at(d, m, "%s", "merge key '<<' expects a mapping or a list of mappings");
+          return fail_at(
+              d, m, "%s",
+              "merge key '<<' expects a mapping or a list of mappings");
       } else {
         lua_pushvalue(L, src);
       }
@@ -204,7 +212,7 @@ static bool parse_mapping(lua_State *L, decoder *d) {
     if (d->ev.type == YAML_MAPPING_END_EVENT) break;
     yaml_mark_t km = d->ev.start_mark;
     bool is_merge = false;
-    if (!parse_value(L, d, &is_merge)) return false; /* key */
+    if (!parse_value(L, d, &is_merge)) return false;              /* key */
     if (!next_event(d) || !parse_value(L, d, NULL)) return false; /* value */
     if (is_merge) {
       if (!merges) {
@@ -216,7 +224,8 @@ static bool parse_mapping(lua_State *L, decoder *d) {
       lua_pop(L, 1); /* the "<<" key */
       continue;
     }
-    if (lua_type(L, -2) == LUA_TNUMBER && lua_tonumber(L, -2) != lua_tonumber(L, -2))
+    if (lua_type(L, -2) == LUA_TNUMBER &&
+        lua_tonumber(L, -2) != lua_tonumber(L, -2))
       return fail_at(d, km, "%s", "a mapping key is NaN");
     lua_rawset(L, map);
   }
@@ -266,7 +275,7 @@ static bool parse_value(lua_State *L, decoder *d, bool *is_merge) {
     }
     d->depth++;
     bool ok = e->type == YAML_MAPPING_START_EVENT ? parse_mapping(L, d)
-                                                   : parse_sequence(L, d);
+                                                  : parse_sequence(L, d);
     d->depth--;
     return ok;
   }
@@ -284,7 +293,8 @@ static int decode(lua_State *L, const char *text, size_t len, const char *name,
   decoder *d = lua_newuserdatauv(L, sizeof *d, 0);
   memset(d, 0, sizeof *d);
   luaL_setmetatable(L, DECODER_MT);
-  if (!yaml_parser_initialize(&d->parser)) return luaL_error(L, "out of memory");
+  if (!yaml_parser_initialize(&d->parser))
+    return luaL_error(L, "out of memory");
   d->parser_ok = true;
   d->name = name;
   d->text = text;
@@ -308,12 +318,13 @@ static int decode(lua_State *L, const char *text, size_t len, const char *name,
       break;
     }
     lua_rawseti(L, results, ++ndocs); /* DOCUMENT-END consumed */
-    lua_pop(L, 1);                     /* anchors */
+    lua_pop(L, 1);                    /* anchors */
     if (!all) break;
   }
   if (!ok) {
     char full[512];
-    snprintf(full, sizeof full, "%s:%zu:%zu: %s", name, d->line, d->column, d->msg);
+    snprintf(full, sizeof full, "%s:%zu:%zu: %s", name, d->line, d->column,
+             d->msg);
     lua_settop(L, base);
     lua_pushnil(L);
     upgrun_new_error(L, "yaml", "%s", full);
@@ -369,7 +380,8 @@ static bool read_file(lua_State *L, const char *path) {
   luaL_buffinit(L, &b);
   size_t n;
   char chunk[8192];
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) luaL_addlstring(&b, chunk, n);
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+    luaL_addlstring(&b, chunk, n);
   int failed = ferror(f) ? errno : 0;
   fclose(f);
   luaL_pushresult(&b);

@@ -29,9 +29,9 @@ static int digit_value(char c, int base) {
   return v < base ? v : -1;
 }
 
-/* Integers: [-+]? then 0b[01_]+ | 0x[0-9a-fA-F_]+ | 0[0-7_]+ | 0 | [1-9][0-9_]*.
- * Returns 1 with *out set, 0 if not an integer, 2 if a decimal integer that
- * does not fit in 64 bits (the caller makes it a float). */
+/* Integers: [-+]? then 0b[01_]+ | 0x[0-9a-fA-F_]+ | 0[0-7_]+ | 0 |
+ * [1-9][0-9_]*. Returns 1 with *out set, 0 if not an integer, 2 if a decimal
+ * integer that does not fit in 64 bits (the caller makes it a float). */
 static int parse_int(const char *s, size_t len, long long *out) {
   size_t i = 0;
   int neg = 0;
@@ -64,7 +64,8 @@ static int parse_int(const char *s, size_t len, long long *out) {
     v = v * (unsigned)base + (unsigned)d;
   }
   if (ndigits == 0) return 0;
-  if (!overflow && (neg ? v <= (unsigned long long)LLONG_MAX + 1 : v <= LLONG_MAX)) {
+  if (!overflow &&
+      (neg ? v <= (unsigned long long)LLONG_MAX + 1 : v <= LLONG_MAX)) {
     *out = neg ? (long long)(0 - v) : (long long)v;
     return 1;
   }
@@ -132,7 +133,7 @@ ys_type yaml_scalar_resolve(const char *s, size_t len, ys_value *out) {
   static const char *const nulls[] = {"~", "null", "Null", "NULL", NULL};
   static const char *const trues[] = {"true", "True", "TRUE", "yes", "Yes",
                                       "YES",  "on",   "On",   "ON",  NULL};
-  static const char *const falses[] = {"false", "False", "FALSE", "no", "No",
+  static const char *const falses[] = {"false", "False", "FALSE", "no",  "No",
                                        "NO",    "off",   "Off",   "OFF", NULL};
   memset(out, 0, sizeof *out);
   if (len == 0 || is_one_of(s, len, nulls)) return out->type = YS_NULL;

@@ -4,7 +4,8 @@
  * empty), booleans (true/false/yes/no/on/off in three casings), integers
  * (decimal, 0x hex, 0b binary, leading-0 octal, '_' separators), floats
  * (a '.' is required; .inf/.nan) and otherwise strings. Sexagesimal numbers
- * (1:30) are left as strings. Pure C, no Lua: unit-tested in tests/c/test_yaml.c.
+ * (1:30) are left as strings. Pure C, no Lua: unit-tested in
+ * tests/c/test_yaml.c.
  */
 #ifndef UPGRUN_YAML_SCALAR_H
 #define UPGRUN_YAML_SCALAR_H

@@ -18,21 +18,21 @@
 
 static int passed, failed;
 
-#define CHECK(cond, ...)                                                        \
-  do {                                                                          \
-    if (cond) {                                                                 \
-      passed++;                                                                 \
-    } else {                                                                    \
-      failed++;                                                                 \
-      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                    \
-      printf(__VA_ARGS__);                                                      \
-      printf("\n");                                                             \
-    }                                                                           \
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (cond) {                                                                \
+      passed++;                                                                \
+    } else {                                                                   \
+      failed++;                                                                \
+      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                   \
+      printf(__VA_ARGS__);                                                     \
+      printf("\n");                                                            \
+    }                                                                          \
   } while (0)
 
 /* ---- the module ------------------------------------------------------- */
 
-static long counter;                 /* what value() returns */
+static long counter; /* what value() returns */
 static int started, pushed, cancelled, freed, shutdowns;
 
 typedef struct {
@@ -119,7 +119,8 @@ static const char *SCRIPT =
     "local order = {}\n"
     "local ts = {}\n"
     "for i, ms in ipairs{60, 20, 40} do\n"
-    "  ts[i] = task.spawn(function() local v = c.add(10, ms); order[#order+1] = ms; return v end)\n"
+    "  ts[i] = task.spawn(function() local v = c.add(10, ms); order[#order+1] "
+    "= ms; return v end)\n"
     "end\n"
     "for i = 1, 3 do assert(ts[i]:join(2)) end\n"
     "assert(table.concat(order, ',') == '20,40,60', table.concat(order, ','))\n"
@@ -133,7 +134,8 @@ static const char *SCRIPT =
     "assert(ok == nil and err.kind == 'cancelled', tostring(err))\n"
     "-- called from a coroutine of the script's own, it raises\n"
     "local fine, e = pcall(coroutine.wrap(function() return c.add(1, 1) end))\n"
-    "assert(not fine and tostring(e):find('outside a task', 1, true), tostring(e))\n"
+    "assert(not fine and tostring(e):find('outside a task', 1, true), "
+    "tostring(e))\n"
     "-- with_timeout cancels an add that takes too long\n"
     "local r, terr = task.with_timeout(0.02, c.add, 5, 5000)\n"
     "assert(r == nil and terr.kind == 'timeout')\n"
@@ -146,8 +148,10 @@ static void test_module(void) {
   if (!rt) return;
   CHECK(upgrun_lua(rt) != NULL, "a Lua state");
   CHECK(upgrun_loop(rt) != NULL, "a loop");
-  CHECK(upgrun_register_module(rt, "", luaopen_embed_counter) == -1, "empty name");
-  CHECK(upgrun_register_module(rt, NULL, luaopen_embed_counter) == -1, "NULL name");
+  CHECK(upgrun_register_module(rt, "", luaopen_embed_counter) == -1,
+        "empty name");
+  CHECK(upgrun_register_module(rt, NULL, luaopen_embed_counter) == -1,
+        "NULL name");
   CHECK(upgrun_register_module(rt, "embed.counter", luaopen_embed_counter) == 0,
         "register");
   static int one = 1;
@@ -157,7 +161,8 @@ static void test_module(void) {
   double took = upgrun_mono() - t0;
   CHECK(code == 0, "script exit code %d", code);
   CHECK(counter == 31, "counter %ld", counter);
-  CHECK(took < 2.0, "the cancelled 10 s wait did not hold the run: %.3f s", took);
+  CHECK(took < 2.0, "the cancelled 10 s wait did not hold the run: %.3f s",
+        took);
   /* add(1), three adds, the cancelled one, the one from a plain coroutine
    * (upgrun_wait cancels it at once) and the with_timeout one */
   CHECK(started == 7, "ops started %d", started);

@@ -16,8 +16,7 @@ static void check(const char *s, ys_type type, double num) {
   int ok = got == type;
   if (ok && type == YS_BOOL) ok = v.b == (int)num;
   if (ok && type == YS_INT) ok = (double)v.i == num;
-  if (ok && type == YS_FLOAT)
-    ok = isnan(num) ? isnan(v.d) : (v.d == num);
+  if (ok && type == YS_FLOAT) ok = isnan(num) ? isnan(v.d) : (v.d == num);
   if (ok) {
     passed++;
   } else {
