@@ -34,6 +34,8 @@
 #define HTTP_CTX_KEY "upgrun.http.ctx"
 #define DEFAULT_MAX_BODY (64.0 * 1024 * 1024)
 #define DEFAULT_TIMEOUT 30.0
+#define MAX_TIMEOUT 1e6               /* seconds */
+#define MAX_BODY_LIMIT 1099511627776.0 /* 2^40 bytes */
 #define EASY_POOL_MAX 64
 
 /* ---- per-runtime state ------------------------------------------------ */
@@ -548,10 +550,13 @@ static int do_request(lua_State *L, int idx) {
   const char *cacert = util_opt_string(L, idx, "cacert", NULL, NULL);
   const char *proxy = util_opt_string(L, idx, "proxy", NULL, NULL);
   double max_body = util_opt_number(L, idx, "max_body", DEFAULT_MAX_BODY);
-  if (!(timeout > 0)) util_field_error(L, "timeout", "must be > 0");
-  if (ctimeout != -1 && !(ctimeout > 0))
-    util_field_error(L, "connect_timeout", "must be > 0");
-  if (!(max_body >= 0)) util_field_error(L, "max_body", "must be >= 0");
+  /* upper bounds keep the conversions to long/size_t defined */
+  if (!(timeout > 0 && timeout <= MAX_TIMEOUT))
+    util_field_error(L, "timeout", "must be > 0 and <= 1e6");
+  if (ctimeout != -1 && !(ctimeout > 0 && ctimeout <= MAX_TIMEOUT))
+    util_field_error(L, "connect_timeout", "must be > 0 and <= 1e6");
+  if (!(max_body >= 0 && max_body <= MAX_BODY_LIMIT))
+    util_field_error(L, "max_body", "must be >= 0 and <= 2^40");
   size_t mlen = strlen(method);
   if (mlen == 0 || mlen >= sizeof(((http_op *)0)->method))
     util_field_error(L, "method", "invalid method");
