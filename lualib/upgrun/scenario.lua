@@ -709,7 +709,7 @@ function Run:run_stage(ctx, stage)
   self.stage_results[#self.stage_results + 1] = sr
   self.stage_by_name[stage.name] = sr
   if self.aborted then sr.result = "skipped"; sr.reason = "aborted"; return end
-  for _, n in ipairs(stage.needs or {}) do
+  for _, n in ipairs(self.plan and {} or stage.needs or {}) do
     local dep = self.stage_by_name[n]
     if not dep or dep.result ~= "passed" then
       sr.result = "skipped"
@@ -894,8 +894,8 @@ function Scenario:run(args, path)
     if task.aborted() then run.aborted = true end
   end
   stop_all_probes(run)
+  run:cleanup(ctx) -- on abort: only marks the resources kept (nothing can wait)
   if not run.aborted then
-    run:cleanup(ctx)
     -- samples still in flight finish within their timeout
     for _, p in ipairs(self.probes) do pcall(p.drain, p) end
   end

@@ -1,0 +1,276 @@
+-- test_runner_cli — transcript tests of the scenario runner's command line:
+-- upgrun is started as a child process on the fixtures under
+-- fixtures/scenarios/, and each case checks the exit code, the message and
+-- the reports (report.json, junit.xml parsed by Python's xml module,
+-- report.html, samples.jsonl, ledger.json).
+local T = require "testlib"
+local cjson = require "cjson"
+local proc = require "upgrun.proc"
+local time = require "upgrun.time"
+
+local BIN = os.getenv("UPGRUN_BIN") or T.src("build/upgrun")
+local FIX = T.src("tests/integration/fixtures/scenarios/")
+local TMP = os.tmpname()
+os.remove(TMP)
+os.execute("mkdir -p '" .. TMP .. "'")
+
+local function upgrun(args, timeout)
+  local argv = { BIN }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local r = proc.run(argv, { timeout = timeout or 60, cwd = TMP })
+  return r.status, r.stdout or "", r.stderr or ""
+end
+
+local function read(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function report(dir)
+  local text = read(dir .. "/report.json")
+  T.ok(text, "report.json in " .. dir)
+  return cjson.decode(text)
+end
+
+local function step(doc, path)
+  for _, st in ipairs(doc.steps) do if st.path == path then return st end end
+end
+
+local function has(s, needle, what) T.ok(s:find(needle, 1, true), (what or "") .. " contains " .. needle .. ":\n" .. s) end
+
+-- Parses junit.xml with Python and returns {tests, failures, errors, skipped, cases = {name = status}}.
+local function junit(dir)
+  local script = [[
+import json, sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "testsuites", root.tag
+out = {k: int(root.get(k)) for k in ("tests", "failures", "errors", "skipped")}
+cases = {}
+n = 0
+for suite in root.findall("testsuite"):
+    for k in ("tests", "failures", "errors", "skipped"):
+        int(suite.get(k))
+    for c in suite.findall("testcase"):
+        n += 1
+        st = "passed"
+        for kind in ("failure", "error", "skipped"):
+            e = c.find(kind)
+            if e is not None:
+                st = kind + ": " + (e.get("message") or "")
+        cases[c.get("classname") + "::" + c.get("name")] = st
+assert n == out["tests"], (n, out["tests"])
+out["cases"] = cases
+print(json.dumps(out))
+]]
+  local r = proc.run({ "python3", "-c", script, dir .. "/junit.xml" }, { timeout = 30 })
+  T.eq(r.status, 0, "junit.xml parses: " .. tostring(r.stderr))
+  return cjson.decode(r.stdout)
+end
+
+T.case("a passing scenario: exit 0, every output written, junit parses", function()
+  local out = TMP .. "/basic"
+  local code, so = upgrun { FIX .. "basic.lua", "-o", out, "--set", "sleep=0.02" }
+  T.eq(code, 0, so)
+  has(so, "== basic: PASSED")
+  has(so, "downtime per API:")
+  local doc = report(out)
+  T.eq(doc.verdict, "passed")
+  T.eq(doc.params.sleep, 0.02)
+  T.eq(doc.params.password, "***")
+  T.eq(#doc.stages, 4, "before, upgrade, after, cleanup")
+  T.eq(step(doc, "computes / compute 2").result, "passed")
+  T.near(step(doc, "computes / compute 2").duration, 0.02, 0.015)
+  T.eq(doc.hook_points.db_migration.steps[1].step, "db sync")
+  T.eq(#doc.hooks, 2)
+  T.eq(doc.resources[1].status, "cleaned")
+  local j = junit(out)
+  T.eq(j.failures, 0)
+  T.eq(j.cases["basic.before::services up"], "passed")
+  T.eq(j.cases["basic.budget.local fn::max_downtime"], "passed")
+  local html = read(out .. "/report.html")
+  has(html, "<svg", "report.html"); has(html, "compute 2", "report.html")
+  T.ok(not html:find("src=\"http", 1, true), "no external assets")
+  local line = read(out .. "/samples.jsonl"):match("^[^\n]+")
+  local smp = cjson.decode(line)
+  T.eq(smp.probe, "local fn"); T.eq(smp.result, "ok"); T.ok(smp.t_send and smp.wall and smp.latency)
+  local ledger = cjson.decode(read(out .. "/ledger.json"))
+  T.eq(ledger.resources[1].id, "t-1")
+end)
+
+T.case("a probe budget that does not hold: exit 1, the outage names its step", function()
+  local out = TMP .. "/budget"
+  local code, so = upgrun { FIX .. "budget.lua", "-o", out }
+  T.eq(code, 1, so)
+  has(so, "budget api max_downtime: total downtime")
+  local doc = report(out)
+  local pr = doc.probes[1]
+  T.eq(#pr.outages, 1)
+  T.near(pr.outages[1].duration, 0.3, 0.03)
+  T.eq(pr.outages[1].steps[1], "restart api")
+  T.eq(pr.budget[1].key, "max_downtime"); T.eq(pr.budget[1].status, "fail")
+  T.eq(pr.budget[2].key, "max_outage"); T.eq(pr.budget[2].status, "pass")
+  T.eq(doc.overall.budget[1].status, "pass", "the scenario budget (5 s) holds")
+  T.near(doc.downtime_per_step[1].probes.api, 0.3, 0.03)
+  T.ok(pr.rate > 80 and pr.rate < 110, "about 100 samples/s: " .. pr.rate)
+  local j = junit(out)
+  has(j.cases["budget.budget.api::max_downtime"], "failure: total downtime")
+end)
+
+T.case("a syntax error: exit 2, the message names file:line", function()
+  local code, _, se = upgrun { FIX .. "syntax_error.lua", "-o", TMP .. "/syntax" }
+  T.eq(code, 2)
+  has(se, "syntax_error.lua:6:", "stderr")
+end)
+
+T.case("an unknown --set parameter: exit 2, names it and lists the declared ones", function()
+  local code, _, se = upgrun { FIX .. "basic.lua", "--set", "slepe=1", "-o", TMP .. "/unknown" }
+  T.eq(code, 2)
+  has(se, '"slepe"', "stderr"); has(se, "fail_check, password, sleep", "stderr")
+  T.eq(read(TMP .. "/unknown/report.json"), nil, "nothing ran")
+  code, _, se = upgrun { FIX .. "basic.lua", "--set", "sleep=soon" }
+  T.eq(code, 2)
+  has(se, "expects a number", "stderr")
+  code, _, se = upgrun { FIX .. "basic.lua", "--bogus" }
+  T.eq(code, 2)
+  has(se, "unknown option --bogus", "stderr")
+end)
+
+T.case("a step that raises: exit 1, the report shows it, later stages still run", function()
+  local out = TMP .. "/raises"
+  local code, so = upgrun { FIX .. "step_raises.lua", "-o", out }
+  T.eq(code, 1, so)
+  has(so, "db sync FAILED"); has(so, "nova-manage db sync exited 1")
+  local doc = report(out)
+  T.eq(doc.verdict, "failed")
+  local st = step(doc, "db sync")
+  T.eq(st.result, "failed")
+  has(st.error, "step_raises.lua:11: nova-manage db sync exited 1", "error")
+  has(st.traceback, "stack traceback", "traceback")
+  T.eq(step(doc, "tolerated").result, "failed")
+  T.eq(step(doc, "never reached"), nil, "the stage stopped")
+  local stages = {}
+  for _, s in ipairs(doc.stages) do stages[s.name] = s end
+  T.eq(stages.upgrade.result, "failed")
+  T.eq(stages["verify upgrade"].result, "skipped")
+  has(stages["verify upgrade"].reason, "needs stage upgrade")
+  T.eq(stages.after.result, "passed")
+  T.eq(step(doc, "collect evidence").result, "passed")
+  local j = junit(out)
+  T.eq(j.failures, 2)
+  has(j.cases["step_raises.upgrade::db sync"], "failure: ")
+  has(j.cases["step_raises.verify upgrade::stage verify upgrade"], "skipped")
+end)
+
+T.case("a hook that fails: exit 1, hook recorded with its error, the step ran", function()
+  local out = TMP .. "/hook"
+  local code, so = upgrun { FIX .. "hook_fails.lua", "-o", out }
+  T.eq(code, 1, so)
+  has(so, "HOOK FAILED before db_migration")
+  local doc = report(out)
+  T.eq(doc.hooks[1].result, "failed")
+  has(doc.hooks[1].error, "site hook could not pause monitoring")
+  T.eq(doc.hooks[2].result, "passed")
+  T.eq(step(doc, "db sync").result, "passed")
+  T.eq(step(doc, "restart").result, "passed")
+  local j = junit(out)
+  T.eq(j.failures, 1)
+end)
+
+T.case("a failed check: exit 1; secrets never reach the outputs", function()
+  local out = TMP .. "/check"
+  local code, so, se = upgrun { FIX .. "basic.lua", "-o", out, "--set", "fail_check=yes",
+                                "--set", "password=hunter2-xyz", "--set", "sleep=0" }
+  T.eq(code, 1, so)
+  has(so, "CHECK FAILED resource t-1 exists")
+  local doc = report(out)
+  T.eq(doc.checks[#doc.checks].ok, false)
+  T.eq(doc.checks[#doc.checks].detail, "password ***")
+  for _, f in ipairs { "report.json", "junit.xml", "report.html", "samples.jsonl", "ledger.json" } do
+    T.ok(not read(out .. "/" .. f):find("hunter2", 1, true), f .. " has no secret")
+  end
+  T.ok(not so:find("hunter2", 1, true) and not se:find("hunter2", 1, true), "console has no secret")
+  local j = junit(out)
+  has(j.cases["basic.after.verify resource::resource t-1 exists"], "failure: password ***")
+end)
+
+T.case("--plan prints stages, steps, nodes, hooks, probes and runs nothing", function()
+  local code, so = upgrun { FIX .. "basic.lua", "--plan", "--hooks", FIX .. "site_hooks.lua", "-o", TMP .. "/plan" }
+  T.eq(code, 0, so)
+  has(so, "stage upgrade   [needs: before]")
+  has(so, "step services up   [nodes: ctl1, cmp1]")
+  has(so, "step db sync   [hook point: db_migration; hooks before: before db_migration")
+  has(so, "site_hooks.lua")
+  has(so, "local fn: every 0.02 s")
+  T.ok(not so:find("compute 1", 1, true), "nested steps are not run in --plan")
+  T.eq(read(TMP .. "/plan/report.json"), nil, "no output in --plan")
+end)
+
+T.case("--hooks FILE plugs site hooks into a hook point, with timings", function()
+  local out = TMP .. "/sitehooks"
+  local code, so = upgrun { FIX .. "basic.lua", "--hooks", FIX .. "site_hooks.lua", "-o", out, "-q" }
+  T.eq(code, 0, so)
+  T.ok(not so:find("stage before", 1, true), "-q prints only the summary")
+  local doc = report(out)
+  local site = {}
+  for _, h in ipairs(doc.hooks) do if h.source:find("site_hooks.lua", 1, true) then site[#site + 1] = h end end
+  T.eq(#site, 2)
+  T.ok(site[1].duration >= 0.015, "the hook's own duration is timed")
+  T.eq(site[1].step, "db sync")
+end)
+
+T.case("--keep then --ledger: a later run verifies the earlier run's resources", function()
+  local out1, out2 = TMP .. "/keep1", TMP .. "/keep2"
+  local code = upgrun { FIX .. "basic.lua", "-o", out1, "--keep", "-q" }
+  T.eq(code, 0)
+  local l1 = cjson.decode(read(out1 .. "/ledger.json"))
+  T.eq(l1.resources[1].status, "kept")
+  code = upgrun { FIX .. "basic.lua", "-o", out2, "--ledger", out1 .. "/ledger.json", "-q" }
+  T.eq(code, 0)
+  local doc = report(out2)
+  local names = {}
+  for _, c in ipairs(doc.checks) do names[#names + 1] = c.name end
+  T.eq(#doc.resources, 2, "the imported and the new resource")
+  T.eq(doc.resources[1].origin, out1 .. "/ledger.json")
+  T.eq(doc.resources[1].status, "cleaned")
+  T.eq(#names, 3, "all up + a check per resource: " .. table.concat(names, ", "))
+end)
+
+T.case("Ctrl-C during a step: exit 3, partial report, the step marked interrupted", function()
+  local out = TMP .. "/interrupt"
+  local p = proc.spawn { argv = { BIN, FIX .. "interrupt.lua", "-o", out }, cwd = TMP, stdout = "capture" }
+  local seen
+  for _ = 1, 50 do
+    local line = p:read_line(10)
+    if not line then break end
+    if line:find("LONG STEP RUNNING", 1, true) then seen = true; break end
+  end
+  T.ok(seen, "the long step started")
+  time.sleep(0.5)
+  local t0 = time.mono()
+  p:kill("INT")
+  local r = p:wait(20)
+  T.eq(r.status, 3)
+  T.ok(time.mono() - t0 < 5, "stopped promptly")
+  has(r.stdout, "aborted: the partial report was written")
+  local doc = report(out)
+  T.eq(doc.verdict, "aborted"); T.eq(doc.aborted, true); T.eq(doc.exit_code, 3)
+  T.eq(step(doc, "quick one").result, "passed")
+  T.eq(step(doc, "quick two").result, "passed")
+  T.eq(step(doc, "long step").result, "interrupted")
+  T.eq(step(doc, "after the long one"), nil)
+  local stages = {}
+  for _, s in ipairs(doc.stages) do stages[s.name] = s end
+  T.eq(stages.upgrade.result, "interrupted"); T.eq(stages.after.result, "skipped")
+  T.ok(doc.probes[1].sent > 5, "probe samples before the abort are kept")
+  local ledger = cjson.decode(read(out .. "/ledger.json"))
+  T.eq(ledger.resources[1].id, "vm-1")
+  T.eq(ledger.resources[1].status, "kept", "not cleaned up on abort, left for --ledger")
+  local j = junit(out)
+  has(j.cases["interrupt.upgrade::long step"], "error: interrupted")
+end)
+
+os.execute("rm -rf '" .. TMP .. "'")
+return T.done()
