@@ -24,8 +24,8 @@
 #include "upgrun.h"
 #include "util.h"
 
-#include <curl/curl.h>
 #include <ctype.h>
+#include <curl/curl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +34,7 @@
 #define HTTP_CTX_KEY "upgrun.http.ctx"
 #define DEFAULT_MAX_BODY (64.0 * 1024 * 1024)
 #define DEFAULT_TIMEOUT 30.0
-#define MAX_TIMEOUT 1e6               /* seconds */
+#define MAX_TIMEOUT 1e6                /* seconds */
 #define MAX_BODY_LIMIT 1099511627776.0 /* 2^40 bytes */
 #define EASY_POOL_MAX 64
 
@@ -46,9 +46,9 @@ typedef struct http_ctx {
   upgrun_runtime *rt;
   uv_loop_t *loop;
   CURLM *multi;
-  uv_timer_t timer;    /* curl's single timeout */
-  int inflight;        /* easy handles in the multi */
-  sock_watch *watches; /* every live uv_poll_t, for shutdown */
+  uv_timer_t timer;          /* curl's single timeout */
+  int inflight;              /* easy handles in the multi */
+  sock_watch *watches;       /* every live uv_poll_t, for shutdown */
   CURL *pool[EASY_POOL_MAX]; /* idle easy handles, reset, for reuse */
   int npool;
 } http_ctx;
@@ -71,8 +71,8 @@ typedef struct http_op {
   http_ctx *h;
   CURL *easy;
   struct curl_slist *req_headers;
-  buf body;      /* response body */
-  buf headers;   /* response headers: "name\0value\0" pairs, name lowercased */
+  buf body;    /* response body */
+  buf headers; /* response headers: "name\0value\0" pairs, name lowercased */
   size_t max_body;
   bool too_large;
   bool done;
@@ -90,7 +90,8 @@ static int global_refs; /* curl_global_init/cleanup pairing */
 static bool buf_append(buf *b, const char *p, size_t n) {
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + n + 1) cap *= 2;
+    while (cap < b->len + n + 1)
+      cap *= 2;
     char *d = realloc(b->data, cap);
     if (!d) return false;
     b->data = d;
@@ -251,10 +252,12 @@ static void ctx_free_cb(uv_handle_t *hd) { free(hd->data); }
  * cancelled (their easy handles removed). */
 static void ctx_shutdown(void *ud) {
   http_ctx *h = ud;
-  for (int i = 0; i < h->npool; i++) curl_easy_cleanup(h->pool[i]);
+  for (int i = 0; i < h->npool; i++)
+    curl_easy_cleanup(h->pool[i]);
   h->npool = 0;
   curl_multi_cleanup(h->multi); /* closes cached connections */
-  while (h->watches) watch_close(h->watches);
+  while (h->watches)
+    watch_close(h->watches);
   uv_timer_stop(&h->timer);
   uv_close((uv_handle_t *)&h->timer, ctx_free_cb);
   if (--global_refs == 0) curl_global_cleanup();
@@ -314,7 +317,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   if (!colon || colon == p) return len; /* blank line, folded line */
   size_t nlen = (size_t)(colon - p);
   const char *v = colon + 1, *end = p + len;
-  while (v < end && (*v == ' ' || *v == '\t')) v++;
+  while (v < end && (*v == ' ' || *v == '\t'))
+    v++;
   while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' ||
                      end[-1] == '\t'))
     end--;

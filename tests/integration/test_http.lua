@@ -6,20 +6,27 @@ local T = require "testlib"
 local http = require "upgrun.http"
 local task = require "upgrun.task"
 local time = require "upgrun.time"
+local proc = require "upgrun.proc"
 local cjson = require "cjson"
 
--- Starts faultserver.py; returns {base=, port=, dead=, stop=}.
--- (io.popen until upgrun.proc is available; the first line is "PORT DEAD PID".)
-local function start_server(extra)
-  local cmd = "exec python3 " .. T.src("tests/integration/faultserver.py") .. " --lifetime 240 " .. (extra or "")
-  local p = assert(io.popen(cmd, "r"))
-  local line = p:read("l")
-  local port, dead, pid = (line or ""):match("^(%d+) (%d+) (%d+)$")
-  assert(port, "faultserver did not start: " .. tostring(line))
-  local s = { port = tonumber(port), dead = tonumber(dead), pid = pid }
+-- Starts faultserver.py under upgrun.proc; returns {base=, port=, dead=, stop=}.
+-- Its first line on stdout is "PORT DEADPORT PID".
+local function start_server(...)
+  local p = assert(proc.spawn {
+    argv = { "python3", T.src("tests/integration/faultserver.py"), "--lifetime", "240", ... },
+    stderr = "inherit",
+  })
+  local line, err = p:read_line(10)
+  local port, dead = (line or ""):match("^(%d+) (%d+) %d+$")
+  if not port then
+    p:close()
+    error("faultserver did not start: " .. tostring(line or err))
+  end
+  local s = { port = tonumber(port), dead = tonumber(dead) }
   s.base = "http://127.0.0.1:" .. port
   function s.stop()
-    os.execute("kill " .. pid .. " 2>/dev/null")
+    p:kill("TERM")
+    p:wait(5)
     p:close()
   end
   return s
@@ -190,14 +197,12 @@ T.case("misuse raises", function()
 end)
 
 T.case("TLS: self-signed server fails verification; cacert= makes it pass", function()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
+  local dir = assert(proc.run({ "mktemp", "-d" }, { timeout = 10, check = true })).stdout:gsub("%s+$", "")
   local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
-  assert(os.execute(string.format(
-    "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 1 " ..
-    "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost >/dev/null 2>&1", key, cert)))
-  local tls = start_server("--tls " .. cert .. " " .. key)
+  assert(proc.run({ "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost" },
+    { timeout = 60, check = true }))
+  local tls = start_server("--tls", cert, key)
   local url = "https://127.0.0.1:" .. tls.port .. "/echo"
   local ok, e = pcall(function()
     T.err("tls", http.request { url = url, timeout = 5 })
@@ -208,7 +213,7 @@ T.case("TLS: self-signed server fails verification; cacert= makes it pass", func
     T.eq(r.status, 200)
   end)
   tls.stop()
-  os.execute("rm -rf " .. dir)
+  proc.run({ "rm", "-rf", dir }, { timeout = 10 })
   if not ok then error(e, 0) end
 end)
 
