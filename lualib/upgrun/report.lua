@@ -188,8 +188,12 @@ function M.document(run)
   for i, c in ipairs(run.checks) do checks[i] = c end
   local resources = A {}
   for i, r in ipairs(run.ledger.records) do resources[i] = r end
+  -- Events are recorded when they are known (a node command when it ends):
+  -- sort them by their time (stable).
   local timeline = A {}
-  for i, e in ipairs(run.tl.events) do timeline[i] = e end
+  for i, e in ipairs(run.tl.events) do timeline[i] = e; e._i = i end
+  table.sort(timeline, function(a, b) if a.t ~= b.t then return a.t < b.t end return a._i < b._i end)
+  for _, e in ipairs(timeline) do e._i = nil end
   local declared = A {}
   for _, k in ipairs(run.s.param_order) do
     local p = run.s.params[k]

@@ -169,13 +169,10 @@ local function ctx_index(ctx, k)
       if not run.opts.inventory then error("this scenario needs an inventory: pass -i FILE", 2) end
       local ok, nodes = pcall(require, "upgrun.nodes")
       if not ok then error("ctx.inventory: the nodes library is not available: " .. tostring(nodes), 2) end
-      local load = nodes.load or nodes.inventory or nodes.open
-      local inv, err = load(run.opts.inventory, { events = function(e) run:node_event(e) end })
+      local lok, inv, err = pcall(nodes.load, run.opts.inventory)
+      if not lok then err, inv = inv, nil end
       if not inv then error("cannot load inventory " .. run.opts.inventory .. ": " .. tostring(err), 2) end
       run.inventory = inv
-      if type(inv) == "table" and type(inv.on_event) == "function" then
-        inv:on_event(function(e) run:node_event(e) end)
-      end
     end
     return run.inventory
   end
@@ -328,14 +325,20 @@ function Run:current_step()
   return table.concat(names, " | ")
 end
 
+-- An event of upgrun.nodes ({type, node, start, finish (monotonic), ok,
+-- error_kind, command, ...}) as a "node" event on the timeline, at its start,
+-- with its end and the step that was running.
 function Run:node_event(e)
   local f = {}
-  for k, v in pairs(e) do if type(v) ~= "function" and type(v) ~= "userdata" then f[k] = v end end
-  f.node_kind = f.kind
+  for k, v in pairs(e) do
+    if type(v) ~= "function" and type(v) ~= "userdata" and type(v) ~= "table" then f[k] = self:redact(v) end
+  end
   f.kind = nil
-  if type(f.t) == "number" and f.t > self.tl.t0_mono - 1 then f.t = self.tl:rel(f.t) else f.t = nil end
+  if type(e.start) == "number" then f.t = self.tl:rel(e.start); f.start = nil end
+  if type(e.finish) == "number" then f.t_end = self.tl:rel(e.finish); f.finish = nil end
+  if type(e.wall_start) == "number" then f.wall = Timeline.iso(e.wall_start); f.wall_start = nil end
+  if type(e.wall_end) == "number" then f.wall_end = Timeline.iso(e.wall_end) end
   f.step = f.step or self:current_step()
-  for k, v in pairs(f) do f[k] = self:redact(v) end
   self.tl:event("node", f)
 end
 
@@ -887,6 +890,14 @@ function Scenario:run(args, path)
     p.on_sample = function(smp) report.write_sample(run, smp) end
   end
 
+  -- Node commands and service actions (upgrun.nodes' event log) go on the
+  -- timeline, when that library is there.
+  local nok, nodes = pcall(require, "upgrun.nodes")
+  local unsubscribe
+  if nok and type(nodes) == "table" and type(nodes.on_event) == "function" then
+    unsubscribe = nodes.on_event(function(e) run:node_event(e) end)
+  end
+
   local ctx = new_ctx(run)
   run:say(string.format("upgrun: scenario %s -> %s", self.name, run.out))
   for _, stage in ipairs(self.stages) do
@@ -909,6 +920,7 @@ function Scenario:run(args, path)
       end
     end
   end
+  if type(unsubscribe) == "function" then unsubscribe() end
   run.run_end = run.tl:now()
   report.analyse(run)
   run.verdict, run.exit_code = verdict(run)

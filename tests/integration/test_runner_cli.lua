@@ -86,6 +86,15 @@ T.case("a passing scenario: exit 0, every output written, junit parses", functio
   T.eq(doc.hook_points.db_migration.steps[1].step, "db sync")
   T.eq(#doc.hooks, 2)
   T.eq(doc.resources[1].status, "cleaned")
+  local node_ev
+  for i, e in ipairs(doc.timeline) do
+    if i > 1 then T.ok(e.t >= doc.timeline[i - 1].t, "timeline in time order") end
+    if e.kind == "node" then node_ev = e end
+  end
+  T.ok(node_ev, "the node event is on the timeline")
+  T.eq(node_ev.step, "services up"); T.eq(node_ev.node, "ctl1"); T.eq(node_ev.command, "systemctl is-active nova-api")
+  T.near(node_ev.t_end - node_ev.t, 0.02, 0.015)
+  T.ok(node_ev.wall:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$"), node_ev.wall)
   local j = junit(out)
   T.eq(j.failures, 0)
   T.eq(j.cases["basic.before::services up"], "passed")
