@@ -56,7 +56,8 @@ local function analyse_probe(run, p, steps)
   local per = outages.downtime_per_step(outs, steps, run.run_end)
   local per_step = A {}
   for _, st in ipairs(steps) do
-    if per[st.id] then per_step[#per_step + 1] = { step = st.path, id = st.id, stage = st.stage, seconds = per[st.id] } end
+    if per[st.id] then per_step[#per_step + 1] = { step = st.path, id = st.id, stage = st.stage,
+      seconds = per[st.id] } end
   end
   local by_stage = outages.latency_by_stage(p.samples, p.baseline)
   local counts = { ok = 0, fail = 0, unknown = 0, skipped = 0, cancelled = 0 }
@@ -282,7 +283,9 @@ function M.console(run)
     end
   end
   for _, c in ipairs(run.checks) do
-    if not c.ok then failed[#failed + 1] = "check " .. c.name .. " failed" .. (c.detail and (" — " .. c.detail) or "") end
+    if not c.ok then
+      failed[#failed + 1] = "check " .. c.name .. " failed" .. (c.detail and (" — " .. c.detail) or "")
+    end
   end
   for _, h in ipairs(run.hooks_run) do
     if h.result == "failed" then failed[#failed + 1] = "hook " .. h.name .. " failed — " .. tostring(h.error) end

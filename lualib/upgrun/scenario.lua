@@ -125,7 +125,8 @@ end
 -- without running it. opts.source names where the hook comes from.
 function Scenario:hook(point, when, fn, opts)
   if type(point) ~= "string" then error("hook: point must be a string", 2) end
-  if when ~= "before" and when ~= "after" then error("hook " .. point .. ": when must be \"before\" or \"after\"", 2) end
+  if when ~= "before" and when ~= "after" then error("hook " .. point .. ": when must be \"before\" or \"after\"",
+    2) end
   if type(fn) ~= "function" then error("hook " .. point .. ": needs a function(ctx, step)", 2) end
   opts = opts or {}
   local info = debug.getinfo(fn, "S")
@@ -160,7 +161,9 @@ local function ctx_index(ctx, k)
       local ok, os_lib = pcall(require, "upgrun.openstack")
       if not ok then error("ctx.cloud: the OpenStack library is not available: " .. tostring(os_lib), 2) end
       local conn, err = os_lib.connect { cloud = run.opts.cloud }
-      if not conn then error("ctx.cloud: cannot connect to cloud " .. tostring(run.opts.cloud) .. ": " .. tostring(err), 2) end
+      if not conn then
+        error("ctx.cloud: cannot connect to cloud " .. tostring(run.opts.cloud) .. ": " .. tostring(err), 2)
+      end
       run.cloud_conn = conn
     end
     return run.cloud_conn
@@ -250,7 +253,7 @@ function Ctx:version(component, value)
   self._run.tl:event("version", { component = component, value = value })
 end
 
-function Ctx:sleep(s) return time.sleep(s) end
+function Ctx.sleep(_, s) return time.sleep(s) end
 
 -- Whether anything (step, check, hook) has failed so far in the run.
 function Ctx:failed() return self._run.nfailed > 0 end
@@ -579,7 +582,8 @@ function Scenario:params_help()
   local lines = {}
   for _, k in ipairs(self.param_order) do
     local p = self.params[k]
-    local d = p.secret and "(secret)" or tostring(type(p.default) == "table" and table.concat(p.default, ",") or p.default)
+    local d = p.secret and "(secret)" or tostring(type(p.default) == "table" and table.concat(p.default,
+      ",") or p.default)
     lines[#lines + 1] = string.format("  %-22s %-8s default %s%s", k, p.type, d,
                                       p.description and ("  — " .. p.description) or "")
   end

@@ -32,7 +32,7 @@ function M:now() return time.mono() - self.t0_mono end
 function M:rel(mono) return mono - self.t0_mono end
 
 -- Wall time (ISO string) now.
-function M:wall() return M.iso(time.now()) end
+function M.wall(_) return M.iso(time.now()) end
 
 -- Appends an event {t, wall, kind, ...fields}; returns it.
 function M:event(kind, fields)

@@ -152,7 +152,8 @@ T.case("attribution: an outage during a step names that step", function()
   local t0 = time.mono() + 2
   local schedule = cjson.encode { { kind = "503", start = 1.55, ["end"] = 1.9 },
                                   { kind = "refused", start = 2.2, ["end"] = 2.4 } }
-  local srv, port = start_server { "--t0", string.format("%.6f", t0), "--schedule", schedule, "--length", 0, "--linger", 5 }
+  local srv, port = start_server { "--t0", string.format("%.6f", t0), "--schedule", schedule, "--length", 0,
+    "--linger", 5 }
   local s = scenario.new { name = "attribution" }
   s:probe { name = "api", interval = 0.02, timeout = 0.3,
             http = { url = "http://127.0.0.1:" .. port .. "/" } }

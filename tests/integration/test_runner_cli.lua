@@ -39,7 +39,8 @@ local function step(doc, path)
   for _, st in ipairs(doc.steps) do if st.path == path then return st end end
 end
 
-local function has(s, needle, what) T.ok(s:find(needle, 1, true), (what or "") .. " contains " .. needle .. ":\n" .. s) end
+local function has(s, needle, what) T.ok(s:find(needle, 1, true),
+  (what or "") .. " contains " .. needle .. ":\n" .. s) end
 
 -- Parses junit.xml with Python and returns {tests, failures, errors, skipped, cases = {name = status}}.
 local function junit(dir)
@@ -129,9 +130,9 @@ T.case("a probe budget that does not hold: exit 1, the outage names its step", f
 end)
 
 T.case("a syntax error: exit 2, the message names file:line", function()
-  local code, _, se = upgrun { FIX .. "syntax_error.lua", "-o", TMP .. "/syntax" }
+  local code, _, se = upgrun { FIX .. "syntax_error.lua.broken", "-o", TMP .. "/syntax" }
   T.eq(code, 2)
-  has(se, "syntax_error.lua:6:", "stderr")
+  has(se, "syntax_error.lua.broken:7:", "stderr")
 end)
 
 T.case("an unknown --set parameter: exit 2, names it and lists the declared ones", function()

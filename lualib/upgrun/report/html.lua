@@ -5,7 +5,8 @@
 local M = {}
 
 local function h(s)
-  return (tostring(s == nil and "" or s):gsub("[&<>\"]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;" }))
+  return (tostring(s == nil and "" or s):gsub("[&<>\"]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+    ['"'] = "&quot;" }))
 end
 local function f3(v) return v and string.format("%.3f", v) or "" end
 local function ms(v) return v and string.format("%.1f", v * 1000) or "" end
@@ -43,7 +44,8 @@ local function svg_timeline(doc, run)
   -- stages
   for i, sr in ipairs(doc.stages) do
     if sr.start then
-      add(string.format('<rect x="%.1f" y="%d" width="%.1f" height="18" fill="%s"><title>stage %s: %s (%.3f s)</title></rect>',
+      add(string.format('<rect x="%.1f" y="%d" width="%.1f" height="18" fill="%s">'
+        .. '<title>stage %s: %s (%.3f s)</title></rect>',
         X(sr.start), y, math.max(1, X(sr["end"] or dur) - X(sr.start)), STAGE_COLORS[(i - 1) % #STAGE_COLORS + 1],
         h(sr.name), h(sr.result), sr.duration or 0))
       add(string.format('<text x="%.1f" y="%d" class="lbl">%s</text>', X(sr.start) + 3, y + 13, h(sr.name)))
@@ -55,11 +57,13 @@ local function svg_timeline(doc, run)
   local maxdepth = -1
   for _, st in ipairs(doc.steps) do if st.start and st.depth > maxdepth then maxdepth = st.depth end end
   for d = 0, maxdepth do
-    add(string.format('<text x="4" y="%d" class="row">steps%s</text>', y + 13, d > 0 and (" (level " .. d + 1 .. ")") or ""))
+    add(string.format('<text x="4" y="%d" class="row">steps%s</text>', y + 13,
+      d > 0 and (" (level " .. d + 1 .. ")") or ""))
     for _, st in ipairs(doc.steps) do
       if st.start and st.depth == d then
         local x0, x1 = X(st.start), X(st["end"] or dur)
-        add(string.format('<rect x="%.1f" y="%d" width="%.1f" height="18" fill="%s" stroke="#555" stroke-width="0.5"><title>%s\n%s, %.3f s (%.3f → %.3f)%s</title></rect>',
+        add(string.format('<rect x="%.1f" y="%d" width="%.1f" height="18" fill="%s" stroke="#555" stroke-width="0.5">'
+          .. '<title>%s\n%s, %.3f s (%.3f → %.3f)%s</title></rect>',
           x0, y, math.max(1, x1 - x0), COLORS[st.result] or "#ccc", h(st.path), h(st.result), st.duration or 0,
           st.start, st["end"] or dur, st.error and ("\n" .. h(st.error)) or ""))
         if x1 - x0 > 40 then
@@ -77,10 +81,13 @@ local function svg_timeline(doc, run)
     local ph = 90
     y = y + 6
     add(string.format('<text x="4" y="%d" class="row">%s</text>', y + 14, h(pr.name)))
-    add(string.format('<text x="4" y="%d" class="sub">%.3f s down, %d outage(s)</text>', y + 28, pr.downtime, #pr.outages))
-    add(string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="#fafafa" stroke="#ccc"/>', left, y, W - left - right, ph))
+    add(string.format('<text x="4" y="%d" class="sub">%.3f s down, %d outage(s)</text>', y + 28, pr.downtime,
+      #pr.outages))
+    add(string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="#fafafa" stroke="#ccc"/>', left, y,
+      W - left - right, ph))
     for _, o in ipairs(pr.outages) do
-      add(string.format('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#e04040" fill-opacity="0.35"><title>outage %.3f s ± %.3f (%.3f → %.3f) during %s</title></rect>',
+      add(string.format('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#e04040" fill-opacity="0.35">'
+        .. '<title>outage %.3f s ± %.3f (%.3f → %.3f) during %s</title></rect>',
         X(o.start), y, math.max(1.5, X(o["end"]) - X(o.start)), ph, o.duration, o.uncertainty, o.start, o["end"],
         h(table.concat(o.steps or {}, ", "))))
     end
@@ -95,7 +102,8 @@ local function svg_timeline(doc, run)
       end
       if hi > 0 then
         lo = math.max(lo, 1e-5); hi = math.max(hi, lo * 10)
-        local function Y(v) return y + ph - 4 - (ph - 8) * (math.log(math.max(v, lo)) - math.log(lo)) / (math.log(hi) - math.log(lo)) end
+        local function Y(v) return y + ph - 4 - (ph - 8) * (math.log(math.max(v,
+          lo)) - math.log(lo)) / (math.log(hi) - math.log(lo)) end
         -- one point per pixel column (the max latency), so big runs stay small
         local cols = {}
         for _, s in ipairs(p.samples) do
@@ -112,9 +120,11 @@ local function svg_timeline(doc, run)
         for _, cx in ipairs(xs) do
           local c = cols[cx]
           if c.ok then pts[#pts + 1] = string.format("%d,%.1f", cx, Y(c.ok)) end
-          if c.bad then add(string.format('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#b00" stroke-width="1"/>', cx, cx, y + ph - 6, y + ph)) end
+          if c.bad then add(string.format('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#b00" stroke-width="1"/>',
+            cx, cx, y + ph - 6, y + ph)) end
         end
-        if #pts > 0 then add('<polyline fill="none" stroke="#2060c0" stroke-width="1" points="' .. table.concat(pts, " ") .. '"/>') end
+        if #pts > 0 then add('<polyline fill="none" stroke="#2060c0" stroke-width="1" points="' .. table.concat(pts,
+          " ") .. '"/>') end
         add(string.format('<text x="%d" y="%d" class="sub">%s ms</text>', left - 50, y + 10, ms(hi)))
         add(string.format('<text x="%d" y="%d" class="sub">%s ms</text>', left - 50, y + ph, ms(lo)))
       end
@@ -131,7 +141,8 @@ local function svg_timeline(doc, run)
     add(string.format('<line x1="%.1f" x2="%.1f" y1="18" y2="%d" stroke="#000" stroke-opacity="0.08"/>', X(t), X(t), y))
     add(string.format('<text x="%.1f" y="14" class="sub" text-anchor="middle">%g s</text>', X(t), t))
   end
-  out[height_marker] = string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d">', W, total_h, W, total_h)
+  out[height_marker] = string.format(
+    '<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d">', W, total_h, W, total_h)
   add("</svg>")
   return table.concat(out, "\n")
 end
@@ -142,23 +153,30 @@ function M.render(doc, run)
   add('<!DOCTYPE html><html><head><meta charset="utf-8"><title>upgrun ' .. h(doc.scenario.name) .. "</title>")
   add([[<style>
 body{font:14px sans-serif;margin:20px;color:#222} h1{font-size:20px} h2{font-size:16px;margin-top:28px}
-table{border-collapse:collapse;margin:6px 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:6px 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f0f0f0} tr.bad td{background:#fde0e0} .passed{color:#070} .failed,.aborted{color:#b00}
-svg text.lbl{font:11px sans-serif} svg text.row{font:12px sans-serif;font-weight:bold} svg text.sub{font:10px sans-serif;fill:#555}
+svg text.lbl{font:11px sans-serif} svg text.row{font:12px sans-serif;font-weight:bold}
+svg text.sub{font:10px sans-serif;fill:#555}
 </style></head><body>]])
-  add(string.format('<h1>%s — <span class="%s">%s</span></h1>', h(doc.scenario.name), h(doc.verdict), h((doc.verdict or ""):upper())))
+  add(string.format('<h1>%s — <span class="%s">%s</span></h1>', h(doc.scenario.name), h(doc.verdict),
+    h((doc.verdict or ""):upper())))
   add("<p>" .. h(doc.scenario.description) .. "</p>")
-  add(string.format("<p>started %s, %.3f s; output %s</p>", h(doc.run.started), doc.run.duration or 0, h(doc.run.output)))
+  add(string.format("<p>started %s, %.3f s; output %s</p>", h(doc.run.started), doc.run.duration or 0,
+    h(doc.run.output)))
   add("<h2>Timeline</h2>")
   add(svg_timeline(doc, run))
   local rows = {}
   for _, pr in ipairs(doc.probes) do
-    rows[#rows + 1] = { pr.name, f3(pr.downtime) .. " ± " .. f3(pr.downtime_uncertainty), #pr.outages, f3(pr.longest_outage),
-                        string.format("%.1f/s", pr.rate), pr.sent, pr.skipped, ms(pr.latency.p50), ms(pr.latency.p95), ms(pr.latency.p99),
+    rows[#rows + 1] = { pr.name, f3(pr.downtime) .. " ± " .. f3(pr.downtime_uncertainty), #pr.outages,
+      f3(pr.longest_outage),
+                        string.format("%.1f/s", pr.rate), pr.sent, pr.skipped, ms(pr.latency.p50), ms(pr.latency.p95),
+                          ms(pr.latency.p99),
                         class = pr.downtime > 0 and "bad" or nil }
   end
   add("<h2>Downtime per API</h2>")
-  add(table_html({ "probe", "downtime (s)", "outages", "longest (s)", "rate", "sent", "skipped", "p50 ms", "p95 ms", "p99 ms" }, rows))
+  add(table_html({ "probe", "downtime (s)", "outages", "longest (s)", "rate", "sent", "skipped", "p50 ms", "p95 ms",
+    "p99 ms" }, rows))
   rows = {}
   for _, pr in ipairs(doc.probes) do
     for _, o in ipairs(pr.outages) do
@@ -189,9 +207,11 @@ svg text.lbl{font:11px sans-serif} svg text.row{font:12px sans-serif;font-weight
                           l.p95_ratio and string.format("%.2f×", l.p95_ratio) or "" }
     end
   end
-  if #rows > 0 then add("<h2>Latency per stage</h2>"); add(table_html({ "probe", "stage", "ok samples", "p50 ms", "p95 ms", "p99 ms", "p95 vs baseline" }, rows)) end
+  if #rows > 0 then add("<h2>Latency per stage</h2>"); add(table_html({ "probe", "stage", "ok samples", "p50 ms",
+    "p95 ms", "p99 ms", "p95 vs baseline" }, rows)) end
   rows = {}
-  for _, bu in ipairs(doc.budgets) do rows[#rows + 1] = { bu.probe, bu.key, bu.status, bu.message, class = bu.status == "fail" and "bad" or nil } end
+  for _, bu in ipairs(doc.budgets) do rows[#rows + 1] = { bu.probe, bu.key, bu.status, bu.message,
+    class = bu.status == "fail" and "bad" or nil } end
   if #rows > 0 then add("<h2>Budgets</h2>"); add(table_html({ "probe", "budget", "result", "detail" }, rows)) end
   rows = {}
   for _, st in ipairs(doc.steps) do
@@ -200,13 +220,17 @@ svg text.lbl{font:11px sans-serif} svg text.row{font:12px sans-serif;font-weight
   end
   add("<h2>Steps</h2>"); add(table_html({ "step", "stage", "start (s)", "duration (s)", "result", "error" }, rows))
   rows = {}
-  for _, c in ipairs(doc.checks) do rows[#rows + 1] = { c.name, c.stage, c.step or "", c.ok and "ok" or "FAILED", c.detail or "", class = (not c.ok) and "bad" or nil } end
+  for _, c in ipairs(doc.checks) do rows[#rows + 1] = { c.name, c.stage, c.step or "", c.ok and "ok" or "FAILED",
+    c.detail or "", class = (not c.ok) and "bad" or nil } end
   if #rows > 0 then add("<h2>Checks</h2>"); add(table_html({ "check", "stage", "step", "result", "detail" }, rows)) end
   rows = {}
-  for _, hk in ipairs(doc.hooks) do rows[#rows + 1] = { hk.name, hk.step, f3(hk.start), f3(hk.duration), hk.result, hk.error or "", hk.source or "", class = hk.result ~= "passed" and "bad" or nil } end
-  if #rows > 0 then add("<h2>Hooks</h2>"); add(table_html({ "hook", "step", "start (s)", "duration (s)", "result", "error", "source" }, rows)) end
+  for _, hk in ipairs(doc.hooks) do rows[#rows + 1] = { hk.name, hk.step, f3(hk.start), f3(hk.duration), hk.result,
+    hk.error or "", hk.source or "", class = hk.result ~= "passed" and "bad" or nil } end
+  if #rows > 0 then add("<h2>Hooks</h2>"); add(table_html({ "hook", "step", "start (s)", "duration (s)", "result",
+    "error", "source" }, rows)) end
   rows = {}
-  for k, v in pairs(doc.params) do rows[#rows + 1] = { k, type(v) == "table" and table.concat(v, ",") or tostring(v) } end
+  for k, v in pairs(doc.params) do rows[#rows + 1] = { k, type(v) == "table" and table.concat(v,
+    ",") or tostring(v) } end
   table.sort(rows, function(a, c) return a[1] < c[1] end)
   add("<h2>Parameters</h2>"); add(table_html({ "parameter", "value" }, rows))
   add("</body></html>\n")

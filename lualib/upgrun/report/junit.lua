@@ -32,7 +32,8 @@ local function suite(name, cases, stamp)
   end
   local body = {}
   for i, c in ipairs(cases) do body[i] = case(c.classname, c.name, c.time, c.status, c.message, c.body) end
-  return string.format('  <testsuite name="%s" tests="%d" failures="%d" errors="%d" skipped="%d" time="%.3f" timestamp="%s">\n%s%s  </testsuite>\n',
+  return string.format('  <testsuite name="%s" tests="%d" failures="%d" errors="%d" skipped="%d" time="%.3f"'
+                       .. ' timestamp="%s">\n%s%s  </testsuite>\n',
                        x(name), n, f, e, s, time, x(stamp), table.concat(body, "\n"), n > 0 and "\n" or ""),
          n, f, e, s, time
 end
@@ -45,9 +46,11 @@ function M.render(doc)
   local cases = {}
   for _, st in ipairs(doc.steps) do
     local c = { classname = sc .. "." .. tostring(st.stage), name = st.path, time = st.duration }
-    if st.result == "failed" then c.status, c.message, c.body = "failure", st.error or "failed", st.traceback or st.error
+    if st.result == "failed" then c.status, c.message, c.body = "failure", st.error or "failed",
+      st.traceback or st.error
     elseif st.result == "interrupted" then c.status, c.message = "error", st.error or "interrupted"
-    elseif st.result == "skipped" or st.result == "planned" then c.status, c.message = "skipped", st.reason or st.result end
+    elseif st.result == "skipped" or st.result == "planned" then c.status, c.message = "skipped",
+      st.reason or st.result end
     cases[#cases + 1] = c
   end
   for _, sr in ipairs(doc.stages) do
@@ -71,7 +74,8 @@ function M.render(doc)
   -- hooks
   cases = {}
   for _, h in ipairs(doc.hooks) do
-    local c = { classname = sc .. ".hooks." .. tostring(h.point), name = h.name .. " @ " .. tostring(h.step), time = h.duration }
+    local c = { classname = sc .. ".hooks." .. tostring(h.point), name = h.name .. " @ " .. tostring(h.step),
+      time = h.duration }
     if h.result == "failed" then c.status, c.message, c.body = "failure", h.error, h.traceback
     elseif h.result == "interrupted" then c.status, c.message = "error", "interrupted" end
     cases[#cases + 1] = c
@@ -92,7 +96,9 @@ function M.render(doc)
     parts[#parts + 1] = text
     T, F, E, S, TT = T + n, F + f, E + e, S + sk, TT + t
   end
-  return string.format('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="%s" tests="%d" failures="%d" errors="%d" skipped="%d" time="%.3f">\n%s</testsuites>\n',
+  return string.format('<?xml version="1.0" encoding="UTF-8"?>\n'
+                       .. '<testsuites name="%s" tests="%d" failures="%d" errors="%d" skipped="%d" time="%.3f">\n'
+                       .. '%s</testsuites>\n',
                        x("upgrun " .. sc), T, F, E, S, TT, table.concat(parts))
 end
 
