@@ -157,10 +157,19 @@ local function ctx_index(ctx, k)
   local run = rawget(ctx, "_run")
   if k == "cloud" then
     if run.plan then error("ctx.cloud is not available in --plan (call the cloud inside steps)", 2) end
+    -- Several tasks (probe samples) may ask at once: one connects, the others wait.
+    local deadline = time.mono() + 120
+    while run.cloud_connecting and time.mono() < deadline do time.sleep(0.01) end
     if not run.cloud_conn then
+      run.cloud_connecting = true
       local ok, os_lib = pcall(require, "upgrun.openstack")
-      if not ok then error("ctx.cloud: the OpenStack library is not available: " .. tostring(os_lib), 2) end
-      local conn, err = os_lib.connect { cloud = run.opts.cloud }
+      if not ok then
+        run.cloud_connecting = nil
+        error("ctx.cloud: the OpenStack library is not available: " .. tostring(os_lib), 2)
+      end
+      local cok, conn, err = pcall(os_lib.connect, { cloud = run.opts.cloud })
+      run.cloud_connecting = nil
+      if not cok then error(conn, 0) end
       if not conn then
         error("ctx.cloud: cannot connect to cloud " .. tostring(run.opts.cloud) .. ": " .. tostring(err), 2)
       end
