@@ -112,6 +112,10 @@ function E.from_response(resp, method, url, opts)
   if ok and type(doc) == "table" then
     message, fault = decode_fault(doc)
     format = "json"
+    -- Glance puts HTML line breaks in its JSON messages
+    if type(message) == "string" then
+      message = message:gsub("<[^>]*>", " "):gsub("%s+", " "):match("^%s*(.-)%s*$")
+    end
   end
   if not message then
     message = body ~= "" and first_line_of_text(body) or nil
