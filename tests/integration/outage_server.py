@@ -11,7 +11,12 @@ Outage kinds:
 
 Usage:
   outage_server.py --t0 MONO [--seed N | --schedule JSON] [--length S]
-                   [--hold S] [--truth FILE]
+                   [--hold S] [--truth FILE] [--linger S]
+
+One thread, asyncio: switching a mode and stamping the time happen in the
+same loop that handles requests, so the truth is what the server really did
+even when the machine is busy.
+
 Prints "PORT <n>" on stdout once listening. The schedule starts at monotonic
 time --t0; offsets in the schedule are relative to it. With --seed a random
 schedule is made: outages of random kinds and lengths (50 ms to 5 s, roughly
@@ -23,13 +28,11 @@ seconds (default 1) before it exits:
 where start/end are the monotonic times the server actually switched.
 """
 import argparse
+import asyncio
 import json
 import math
 import random
-import select
-import socket
 import sys
-import threading
 import time
 
 KINDS = ("refused", "503", "hang")
@@ -50,91 +53,84 @@ def make_schedule(seed, length):
 class Server:
     def __init__(self, hold):
         self.hold = hold
-        self.mode = "up"            # up | 503 | hang   (what requests get)
-        self.want_listen = True     # the acceptor closes/reopens the socket
-        self.listening_changed = threading.Event()
-        self.changed_at = None
-        self.stop = False
-        self.stopped = threading.Event()
-        self.sock = self._listen(0)
-        self.port = self.sock.getsockname()[1]
+        self.mode = "up"  # up | 503 | hang: what requests get
+        self.server = None
+        self.port = 0
+        self.writers = set()
 
-    def _listen(self, port):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
-        s.listen(128)
-        return s
+    async def listen(self):
+        while True:
+            try:
+                self.server = await asyncio.start_server(self.handle, "127.0.0.1", self.port,
+                                                         reuse_address=True, backlog=128)
+                break
+            except OSError:
+                await asyncio.sleep(0.001)
+        self.port = self.server.sockets[0].getsockname()[1]
 
-    def acceptor(self):
-        while not self.stop:
-            if not self.want_listen and self.sock is not None:
-                self.sock.close()
-                self.sock = None
-                self.changed_at = time.monotonic()
-                self.listening_changed.set()
-            elif self.want_listen and self.sock is None:
-                while True:
-                    try:
-                        self.sock = self._listen(self.port)
-                        break
-                    except OSError:
-                        time.sleep(0.001)
-                self.changed_at = time.monotonic()
-                self.listening_changed.set()
-            if self.sock is None:
-                time.sleep(0.001)
-                continue
-            r, _, _ = select.select([self.sock], [], [], 0.002)
-            if r:
-                try:
-                    conn, _ = self.sock.accept()
-                except OSError:
-                    continue
-                threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+    def close_listener(self):
+        self.server.close()  # closes the listening socket now
+        self.server = None
 
-    def handle(self, conn):
+    async def handle(self, reader, writer):
         try:
-            conn.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             mode = self.mode
             if mode == "hang":
-                self.stopped.wait(self.hold)
+                await asyncio.sleep(self.hold)
                 return
             if mode == "503":
-                body = b"unavailable"
-                head = b"HTTP/1.1 503 Service Unavailable\r\n"
+                body, head = b"unavailable", b"HTTP/1.1 503 Service Unavailable\r\n"
             else:
-                body = b"ok"
-                head = b"HTTP/1.1 200 OK\r\n"
-            conn.sendall(head + b"Content-Type: text/plain\r\nContent-Length: " +
-                         str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-        except OSError:
+                body, head = b"ok", b"HTTP/1.1 200 OK\r\n"
+            writer.write(head + b"Content-Type: text/plain\r\nContent-Length: " + str(len(body)).encode() +
+                         b"\r\nConnection: close\r\n\r\n" + body)
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError):
             pass
         finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-    def set_listening(self, on):
-        self.listening_changed.clear()
-        self.want_listen = on
-        self.listening_changed.wait(2)
-        return self.changed_at
+            writer.close()
 
 
-def sleep_until(t):
-    while True:
-        d = t - time.monotonic()
-        if d <= 0:
-            return
-        time.sleep(min(d, 0.05) if d > 0.002 else d)
+async def sleep_until(t):
+    d = t - time.monotonic()
+    if d > 0:
+        await asyncio.sleep(d)
+
+
+async def amain(a):
+    schedule = json.loads(a.schedule) if a.schedule else make_schedule(a.seed, a.length)
+    srv = Server(a.hold)
+    await srv.listen()
+    print("PORT %d" % srv.port, flush=True)
+    truth = []
+    for o in schedule:
+        rec = {"kind": o["kind"], "planned_start": a.t0 + o["start"], "planned_end": a.t0 + o["end"]}
+        await sleep_until(a.t0 + o["start"])
+        if o["kind"] == "refused":
+            srv.close_listener()
+        else:
+            srv.mode = o["kind"]
+        rec["start"] = time.monotonic()
+        await sleep_until(a.t0 + o["end"])
+        if o["kind"] == "refused":
+            await srv.listen()
+        else:
+            srv.mode = "up"
+        rec["end"] = time.monotonic()
+        truth.append(rec)
+    end = a.t0 + (schedule[-1]["end"] if schedule else 0) + 0.3
+    if a.length:
+        end = max(end, a.t0 + a.length)
+    await sleep_until(end)
+    text = json.dumps({"t0": a.t0, "end": time.monotonic(), "port": srv.port, "outages": truth})
+    if a.truth:
+        with open(a.truth, "w") as f:
+            f.write(text)
+    else:
+        print(text, flush=True)
+    # Keep serving a little: the probes are stopped when the truth arrives.
+    await asyncio.sleep(a.linger)
 
 
 def main():
@@ -146,42 +142,7 @@ def main():
     ap.add_argument("--hold", type=float, default=1.0)
     ap.add_argument("--truth")
     ap.add_argument("--linger", type=float, default=1.0)
-    a = ap.parse_args()
-    schedule = json.loads(a.schedule) if a.schedule else make_schedule(a.seed, a.length)
-    srv = Server(a.hold)
-    threading.Thread(target=srv.acceptor, daemon=True).start()
-    print("PORT %d" % srv.port, flush=True)
-    truth = []
-    for o in schedule:
-        rec = {"kind": o["kind"], "planned_start": a.t0 + o["start"], "planned_end": a.t0 + o["end"]}
-        sleep_until(a.t0 + o["start"])
-        if o["kind"] == "refused":
-            rec["start"] = srv.set_listening(False)
-        else:
-            srv.mode = o["kind"]
-            rec["start"] = time.monotonic()
-        sleep_until(a.t0 + o["end"])
-        if o["kind"] == "refused":
-            rec["end"] = srv.set_listening(True)
-        else:
-            srv.mode = "up"
-            rec["end"] = time.monotonic()
-        truth.append(rec)
-    end = a.t0 + (schedule[-1]["end"] if schedule else 0) + 0.3
-    if a.length:
-        end = max(end, a.t0 + a.length)
-    sleep_until(end)
-    doc = {"t0": a.t0, "end": time.monotonic(), "port": srv.port, "outages": truth}
-    text = json.dumps(doc)
-    if a.truth:
-        with open(a.truth, "w") as f:
-            f.write(text)
-    else:
-        print(text, flush=True)
-    # Keep serving a little: the probes are stopped when the truth arrives.
-    time.sleep(a.linger)
-    srv.stop = True
-    srv.stopped.set()
+    asyncio.run(amain(ap.parse_args()))
 
 
 if __name__ == "__main__":

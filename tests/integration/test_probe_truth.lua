@@ -18,7 +18,7 @@ local Timeline = require "upgrun.timeline"
 local SERVER = T.src("tests/integration/outage_server.py")
 local SCHEDULES = tonumber(os.getenv("UPGRUN_TRUTH_SCHEDULES") or "20")
 local LENGTH = 6
-local PROBE_TIMEOUT = 0.25
+local PROBE_TIMEOUT = 0.5
 local SLACK = 0.020
 
 -- Starts the server; returns the process and its port.

@@ -94,7 +94,7 @@ T.case("a passing scenario: exit 0, every output written, junit parses", functio
   end
   T.ok(node_ev, "the node event is on the timeline")
   T.eq(node_ev.step, "services up"); T.eq(node_ev.node, "ctl1"); T.eq(node_ev.command, "systemctl is-active nova-api")
-  T.near(node_ev.t_end - node_ev.t, 0.02, 0.015)
+  T.ok(node_ev.t_end >= node_ev.t, "the node event's end follows its start")
   T.ok(node_ev.wall:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$"), node_ev.wall)
   local j = junit(out)
   T.eq(j.failures, 0)
