@@ -81,13 +81,14 @@ curl -fs -o /dev/null "$url" || { echo "http_bench: nginx did not come up" >&2; 
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-wrk_rates=() seq_rates=() par_rates=() seq_cpu=() par_cpu=()
+wrk_rates=() seq_rates=() par_rates=() seq_cpu=() par_cpu=() ratios=()
 for run in $(seq "$RUNS"); do
   w=$(wrk -t2 -c16 -d"${SECS}s" "$url" | awk '/Requests\/sec/ {print $2}')
   read -r _ _ r1 c1 e1 < <("$UPGRUN" "$here/http_bench.lua" rate "$url" "$SECS" 1)
   read -r _ _ r16 c16 e16 < <("$UPGRUN" "$here/http_bench.lua" rate "$url" "$SECS" 16)
   echo "run $run: wrk c16 $w req/s | upgrun 1 task $r1 req/s ($c1 ms cpu/req, $e1 errors)" \
        "| upgrun 16 tasks $r16 req/s ($c16 ms cpu/req, $e16 errors)" >&2
+  ratios+=("$(awk -v a="$r16" -v b="$w" 'BEGIN {printf "%.0f", 100 * a / b}')")
   wrk_rates+=("$w"); seq_rates+=("$r1"); par_rates+=("$r16"); seq_cpu+=("$c1"); par_cpu+=("$c16")
 done
 wrk_m=$(printf '%s\n' "${wrk_rates[@]}" | median)
@@ -95,7 +96,7 @@ seq_m=$(printf '%s\n' "${seq_rates[@]}" | median)
 par_m=$(printf '%s\n' "${par_rates[@]}" | median)
 seqc_m=$(printf '%s\n' "${seq_cpu[@]}" | median)
 parc_m=$(printf '%s\n' "${par_cpu[@]}" | median)
-ratio=$(awk -v a="$par_m" -v b="$wrk_m" 'BEGIN {printf "%.0f", 100 * a / b}')
+ratio=$(printf '%s\n' "${ratios[@]}" | median)
 
 echo "probe: 100 Hz for ${PROBE_SECS}s ..." >&2
 read -r _ hz samples cpu_pct cpu_ms rss late fails < <("$UPGRUN" "$here/http_bench.lua" probe "$url" "$PROBE_SECS" 100)
@@ -146,7 +147,8 @@ Medians of $RUNS runs of ${SECS} s (same run, same URL).
 | upgrun, 1 task sequential | $seq_m | $seqc_m ms |
 | upgrun, 16 tasks | $par_m | $parc_m ms |
 
-16-task rate = **$ratio %** of wrk's (target ≥ 50 %).
+16-task rate = **$ratio %** of wrk's (median of the per-run ratios ${ratios[*]}; target ≥ 50 %).
+Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes these numbers noisy).
 
 100 Hz probe for ${PROBE_SECS} s (open loop, one task per sample): $samples samples, $fails failed, $late sent late;
 upgrun CPU **$cpu_pct %** of one core (target < 5 %), **$cpu_ms ms per sample** (goal < 0.2 ms), peak RSS $rss kB.
