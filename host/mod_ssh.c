@@ -361,7 +361,10 @@ static void sess_kick(ssh_sess *S) {
 
 static void keepalive_cb(uv_timer_t *h) {
   ssh_sess *S = h->data;
-  if (S->state != ST_READY || S->out_owner) return; /* never interleave */
+  /* Only on an idle session: its send buffer is empty, so the tiny packet
+   * goes out whole (a partly sent one would block other channels' sends).
+   * A busy session has traffic, or a command that bounds it by a timeout. */
+  if (S->state != ST_READY || S->ops) return;
   int next = 0;
   int rc = libssh2_keepalive_send(S->s, &next);
   if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN && fatal_rc(rc))
@@ -549,8 +552,10 @@ static void connect_step(ssh_sess *S, int events) {
     sess_free_auth(S); /* the password/passphrase are wiped now */
     S->state = ST_READY;
     if (S->keepalive_s > 0) {
-      libssh2_keepalive_config(S->s, 1, (unsigned)S->keepalive_s);
-      uint64_t ms = (uint64_t)(S->keepalive_s * 1000);
+      /* libssh2 counts whole seconds (0 would disable it) */
+      unsigned secs = S->keepalive_s < 1 ? 1 : (unsigned)(S->keepalive_s + 0.5);
+      libssh2_keepalive_config(S->s, 1, secs);
+      uint64_t ms = (uint64_t)secs * 1000;
       uv_timer_start(&S->keepalive, keepalive_cb, ms, ms);
     }
     ssh_op *o = S->conn;

@@ -135,6 +135,15 @@ T.case("upload data and a file, with a mode", function()
   T.err("io", S:upload({ path = "/nonexistent-file" }, n1.dir .. "/x"))
 end)
 
+T.case("keepalive on an idle session keeps it usable", function()
+  local s = assert(ssh.connect(opts(n1, { keepalive = 1 })))
+  time.sleep(2.2) -- two keepalives, replies left for the next read
+  T.eq(assert(s:exec("echo k")).stdout, "k\n")
+  time.sleep(1.1)
+  T.eq(assert(s:exec("echo k2")).stdout, "k2\n")
+  s:close()
+end)
+
 T.case("close, then use gives closed; __close works", function()
   do
     local s <close> = assert(ssh.connect(opts(n1)))
