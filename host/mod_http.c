@@ -6,13 +6,17 @@
  * which we arm on one uv_timer_t).
  *
  *   request{method="GET", url=, headers={name=value}, body=, timeout=30,
- *           connect_timeout=, verify=true, cacert=, max_body=64 MiB}
+ *           connect_timeout=, verify=true, cacert=, max_body=64 MiB, proxy=}
  *     -> {status=, headers={lowercased name=value}, body=, url=, reused=,
  *         timing={connect=, ttfb=, total=}}          (seconds)
  *     |  nil, {kind=timeout|connect|tls|closed|too_large|cancelled|protocol,
- *              message=}
+ *              message=, curl_code=}
  *   get(url [, opts]) — request with method GET.
  *
+ * `timeout` bounds the whole request; `reused` is true when the request went
+ * over an already open connection; `url` has any user:password removed (as
+ * have error messages). Environment proxies (http_proxy...) are ignored;
+ * `proxy=` sets one explicitly. Redirects are not followed.
  * A 4xx/5xx is a response, not an error: the client libraries decide.
  * One CURLM per runtime, created on first use and cleaned up at shutdown; it
  * owns the connection cache, so keep-alive connections are reused across
@@ -263,6 +267,7 @@ static void ctx_shutdown(void *ud) {
   if (--global_refs == 0) curl_global_cleanup();
 }
 
+/* The runtime's context, created on first use; NULL if out of memory. */
 static http_ctx *get_ctx(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, HTTP_CTX_KEY);
   http_ctx *h = lua_touserdata(L, -1);
@@ -270,16 +275,17 @@ static http_ctx *get_ctx(lua_State *L) {
   if (h) return h;
   if (global_refs++ == 0 && curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
     global_refs--;
-    luaL_error(L, "curl_global_init failed");
+    return NULL;
   }
   h = calloc(1, sizeof *h);
-  if (!h) {
+  if (h) h->multi = curl_multi_init();
+  if (!h || !h->multi) {
+    free(h);
     if (--global_refs == 0) curl_global_cleanup();
-    luaL_error(L, "out of memory");
+    return NULL;
   }
   h->rt = upgrun_from_lua(L);
   h->loop = upgrun_loop(h->rt);
-  h->multi = curl_multi_init();
   uv_timer_init(h->loop, &h->timer);
   h->timer.data = h;
   uv_unref((uv_handle_t *)&h->timer);
@@ -545,7 +551,7 @@ static int do_request(lua_State *L, int idx) {
   luaL_checktype(L, idx, LUA_TTABLE);
   size_t url_len, body_len = 0;
   const char *url = util_opt_string(L, idx, "url", NULL, &url_len);
-  if (!url) util_field_error(L, "url", "string expected");
+  if (!url) return util_field_error(L, "url", "string expected");
   const char *method = util_opt_string(L, idx, "method", "GET", NULL);
   const char *body = util_opt_string(L, idx, "body", NULL, &body_len);
   double timeout = util_opt_number(L, idx, "timeout", DEFAULT_TIMEOUT);
@@ -567,12 +573,13 @@ static int do_request(lua_State *L, int idx) {
   for (size_t i = 0; i < mlen; i++)
     if (!isupper((unsigned char)method[i]))
       util_field_error(L, "method", "expected an upper-case token like GET");
-  http_ctx *h = get_ctx(L); /* raises only on out-of-memory */
+  http_ctx *h = get_ctx(L);
+  if (!h) return luaL_error(L, "upgrun.http: cannot initialise libcurl");
   struct curl_slist *hdrs = build_headers(L, idx, body != NULL);
   char *url_safe = url_without_credentials(url);
   if (!url_safe) {
     curl_slist_free_all(hdrs);
-    util_field_error(L, "url", "not a valid absolute URL");
+    return util_field_error(L, "url", "not a valid absolute URL");
   }
   http_op *o = calloc(1, sizeof *o);
   CURL *e = o ? easy_get(h) : NULL;
