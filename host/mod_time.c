@@ -50,8 +50,10 @@ static int l_sleep(lua_State *L) {
   if (!s) return luaL_error(L, "out of memory");
   s->op.push = sleep_push;
   s->op.cancel = sleep_cancel;
-  uv_timer_init(upgrun_loop(upgrun_from_lua(L)), &s->timer);
+  uv_loop_t *loop = upgrun_loop(upgrun_from_lua(L));
+  uv_timer_init(loop, &s->timer);
   s->timer.data = s;
+  uv_update_time(loop); /* the cached loop time may be stale after CPU work */
   uv_timer_start(&s->timer, sleep_done, (uint64_t)(secs * 1000.0 + 0.5), 0);
   return upgrun_wait(L, &s->op);
 }

@@ -55,6 +55,18 @@ int upgrun_push_error(lua_State *L, const char *kind, const char *fmt, ...) {
   return 2;
 }
 
+/* require "upgrun": versions of upgrun and the libraries it runs on. */
+static int luaopen_upgrun(lua_State *L) {
+  lua_createtable(L, 0, 4);
+  lua_pushliteral(L, UPGRUN_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushliteral(L, LUA_RELEASE);
+  lua_setfield(L, -2, "lua");
+  lua_pushstring(L, uv_version_string());
+  lua_setfield(L, -2, "libuv");
+  return 1;
+}
+
 int upgrun_register_module(upgrun_runtime *rt, const char *name,
                            lua_CFunction open) {
   if (!name || !*name || !open) return -1;
@@ -90,6 +102,7 @@ upgrun_runtime *upgrun_new(void) {
   luaL_requiref(rt->L, "upgrun.task", luaopen_upgrun_task, 0); /* TASK_MT */
   lua_pop(rt->L, 1);
   upgrun_register_module(rt, "cjson", luaopen_cjson);
+  upgrun_register_module(rt, "upgrun", luaopen_upgrun);
 #define UPGRUN_MODULE(name) upgrun_register_module(rt, "upgrun." #name, luaopen_upgrun_##name);
 #include "modules.gen.h"
 #undef UPGRUN_MODULE

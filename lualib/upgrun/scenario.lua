@@ -689,7 +689,7 @@ function Scenario:new_run(opts, path)
     s = self, opts = opts, path = path, params = opts.params, plan = opts.plan,
     steps = {}, checks = {}, hooks_run = {}, stage_results = {}, stage_by_name = {},
     running_list = {}, stacks = setmetatable({}, { __mode = "k" }),
-    versions = { lua = _VERSION, upgrun = rawget(_G, "UPGRUN_VERSION") },
+    versions = { lua = _VERSION, upgrun = require("upgrun").version, libuv = require("upgrun").libuv },
     nfailed = 0, budget_failures = 0, secret_values = {},
   }, Run)
   for k, spec in pairs(self.params) do
