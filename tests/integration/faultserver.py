@@ -11,7 +11,10 @@ to it is refused). Exits on SIGTERM or after --lifetime seconds (default 300)
 so a crashed test never leaves it behind.
 
 Paths:
-  /echo[...]        200, JSON {method, path, headers (lowercased), body}
+  /echo[...]        200, JSON {method, path, headers (lowercased), body};
+                    with ?close=1 the connection is then closed without a
+                    "Connection: close" header (a server dropping idle
+                    keep-alive connections, e.g. on restart)
   /status/N         answers status N with a short JSON body
   /delay?s=S        waits S seconds, then 200; if the client closes the
                     connection while waiting, counts it in stats.aborted
@@ -78,6 +81,9 @@ class Handler(BaseHTTPRequestHandler):
                 "body": body.decode("utf-8", "replace"),
             }
             self.send_body(200, json.dumps(doc).encode())
+            if "close" in q:  # then drop the idle connection, unannounced
+                self.wfile.flush()
+                self.close_connection = True
         elif path.startswith("/status/"):
             code = int(path.split("/")[2])
             self.send_body(code, json.dumps({"status": code}).encode())

@@ -135,6 +135,14 @@ T.case("keep-alive: sequential requests reuse one connection", function()
   T.eq(stats(srv).connections, before) -- /stats itself reused the connection too
 end)
 
+T.case("a keep-alive connection the server dropped is not an error", function()
+  assert(http.request { url = srv.base .. "/echo?close=1", timeout = 5 })
+  time.sleep(0.2) -- the server has closed it by now; curl still has it cached
+  local r, err = http.request { url = srv.base .. "/echo", timeout = 5 }
+  T.ok(r, tostring(err)); T.eq(r.status, 200)
+  T.eq(r.reused, false)
+end)
+
 T.case("200 concurrent requests from 200 tasks all complete", function()
   local tasks = {}
   local t0 = time.mono()
