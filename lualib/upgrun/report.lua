@@ -267,6 +267,15 @@ function M.console(run)
   for k in pairs(run.hook_points or {}) do hp[#hp + 1] = k end
   table.sort(hp)
   for _, k in ipairs(hp) do p("hook point %s: %.3f s", k, run.hook_points[k].duration) end
+  local counts, skipped = { passed = 0, failed = 0, skipped = 0 }, {}
+  for _, c in ipairs(run.checks) do
+    counts[c.result] = (counts[c.result] or 0) + 1
+    if c.result == "skipped" then skipped[#skipped + 1] = c end
+  end
+  if #run.checks > 0 then
+    p("checks: %d passed, %d failed, %d skipped", counts.passed, counts.failed, counts.skipped)
+    for _, c in ipairs(skipped) do p("  skipped %s — %s", c.name, run:redact(c.detail or "")) end
+  end
   local timed = {}
   for _, st in ipairs(run.steps) do if st.duration then timed[#timed + 1] = st end end
   table.sort(timed, function(a, b) return a.duration > b.duration end)

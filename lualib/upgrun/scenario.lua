@@ -242,6 +242,11 @@ function Ctx:check(name, cond, detail)
   return self._run:check(name, cond, detail)
 end
 
+-- Records a check as skipped, with the reason it cannot run on this cloud.
+function Ctx:skip(name, reason)
+  return self._run:skip(name, reason)
+end
+
 function Ctx:log(fmt, ...)
   local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
   self._run.tl:event("log", { message = self._run:redact(msg), step = self._run:current_step() })
@@ -524,6 +529,28 @@ function Run:run_step(ctx, spec)
   error(STOP, 0)
 end
 
+-- Adds a check record (result "passed", "failed" or "skipped") to the run
+-- and the timeline.
+function Run:record_check(name, result, detail)
+  local stack = self:stack()
+  local st = stack[#stack]
+  local rec = { name = name, ok = result ~= "failed", result = result,
+                detail = detail ~= nil and self:redact(tostring(detail)) or nil,
+                stage = self.cur_stage, step = st and st.path, t = self.tl:now(), wall = self.tl:wall() }
+  self.checks[#self.checks + 1] = rec
+  self.tl:event("check", { name = name, ok = rec.ok, result = result, detail = rec.detail, step = rec.step,
+                           t = rec.t, wall = rec.wall })
+  return rec
+end
+
+-- Records a check that could not run here, with the reason: never a pass.
+function Run:skip(name, reason)
+  if not reason or reason == "" then error("ctx:skip " .. tostring(name) .. ": needs a reason", 3) end
+  self:record_check(name, "skipped", reason)
+  local depth = #self:stack() + 1
+  self:say(string.format("%sskipped %s: %s", string.rep("  ", depth), name, self:redact(reason)))
+end
+
 function Run:check(name, cond, detail)
   local ok = cond
   if type(cond) == "function" then
@@ -536,14 +563,10 @@ function Run:check(name, cond, detail)
     end
   end
   ok = ok and true or false
-  local stack = self:stack()
-  local st = stack[#stack]
-  local rec = { name = name, ok = ok, detail = detail ~= nil and self:redact(tostring(detail)) or nil,
-                stage = self.cur_stage, step = st and st.path, t = self.tl:now(), wall = self.tl:wall() }
-  self.checks[#self.checks + 1] = rec
-  self.tl:event("check", { name = name, ok = ok, detail = rec.detail, step = rec.step, t = rec.t, wall = rec.wall })
+  local rec = self:record_check(name, ok and "passed" or "failed", detail)
   if self.plan then rec.planned = true; return true end
   if not ok then
+    local stack = self:stack()
     self:fail_in_stage(self.cur_stage)
     for _, x in ipairs(stack) do x.nfailed_checks = (x.nfailed_checks or 0) + 1 end
     self:say(string.format("%sCHECK FAILED %s%s", string.rep("  ", #stack + 1), name,

@@ -220,8 +220,10 @@ svg text.sub{font:10px sans-serif;fill:#555}
   end
   add("<h2>Steps</h2>"); add(table_html({ "step", "stage", "start (s)", "duration (s)", "result", "error" }, rows))
   rows = {}
-  for _, c in ipairs(doc.checks) do rows[#rows + 1] = { c.name, c.stage, c.step or "", c.ok and "ok" or "FAILED",
-    c.detail or "", class = (not c.ok) and "bad" or nil } end
+  for _, c in ipairs(doc.checks) do
+    local result = c.result == "skipped" and "skipped" or (c.ok and "ok" or "FAILED")
+    rows[#rows + 1] = { c.name, c.stage, c.step or "", result, c.detail or "", class = (not c.ok) and "bad" or nil }
+  end
   if #rows > 0 then add("<h2>Checks</h2>"); add(table_html({ "check", "stage", "step", "result", "detail" }, rows)) end
   rows = {}
   for _, hk in ipairs(doc.hooks) do rows[#rows + 1] = { hk.name, hk.step, f3(hk.start), f3(hk.duration), hk.result,

@@ -67,8 +67,9 @@ function M.render(doc)
   cases = {}
   for _, c in ipairs(doc.checks) do
     cases[#cases + 1] = { classname = sc .. "." .. tostring(c.stage) .. (c.step and ("." .. c.step) or ""),
-                          name = c.name, status = (not c.ok) and "failure" or nil,
-                          message = c.detail or "check failed" }
+                          name = c.name,
+                          status = (c.result == "skipped" and "skipped") or ((not c.ok) and "failure" or nil),
+                          message = c.detail or (c.result == "skipped" and "skipped" or "check failed") }
   end
   suites[#suites + 1] = { sc .. ".checks", cases }
   -- hooks
