@@ -309,7 +309,7 @@ for _, id in ipairs(created) do
   for _ = 1, 30 do
     ok, err = conn.compute:delete_server(id, { wait = true, timeout = 120 })
     if ok or err.status == 404 then ok = true; break end
-    if err.kind ~= "connect" and err.status ~= 503 then break end
+    if err.kind ~= "connect" and not (err.status and err.status >= 500) then break end
     time.sleep(2)
   end
   if not ok then io.write("cleanup of ", id, " failed: ", tostring(err), "\n") end

@@ -124,8 +124,9 @@ function E.from_response(resp, method, url, opts)
   message = message or ("HTTP " .. tostring(resp.status))
   local kind = "http"
   if resp.status == 401 and opts.auth_kind then kind = "auth" end
-  local err = E.new(kind, string.format("%s %s: %d %s", method, opts.path or url,
-    resp.status, message), {
+  local rid = E.request_id(resp.headers)
+  local err = E.new(kind, string.format("%s %s: %d %s%s", method, opts.path or url,
+    resp.status, message, rid and (" [" .. rid .. "]") or ""), {
     status = resp.status,
     fault = fault,
     server_message = message,
