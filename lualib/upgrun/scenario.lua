@@ -13,6 +13,8 @@
 --   s:hook(point, "before"|"after", fn(ctx, step), [opts])   point: a step name, a hook point, or "*"
 --   s:cleanup(kind, fn(ctx, rec))            cleans persistent resources of that kind at the end
 --   s:budget{...}                            the scenario-wide budget
+--   s:setup(fn(ctx))                         runs once the params are known, before the first stage
+--   s:probe_named(name)                      a declared probe (to adjust it in setup)
 --   ctx:step(name, [opts,] fn) | ctx:step{name =, fn =, hook_point =, nodes =, continue_on_error =, timeout =}
 --   ctx:check(name, ok_or_fn, detail) -> ok
 --   ctx.params, ctx.out, ctx.stage, ctx.plan, ctx.ledger, ctx.timeline, ctx.inventory, ctx.cloud
@@ -70,7 +72,7 @@ function M.new(spec)
   local s = setmetatable({
     name = spec.name, description = spec.description or "",
     params = {}, param_order = {},
-    stages = {}, probes = {}, hooks = {}, cleanups = {},
+    stages = {}, probes = {}, hooks = {}, cleanups = {}, setups = {},
     scenario_budget = spec.budget,
   }, Scenario)
   local names = {}
@@ -140,6 +142,21 @@ function Scenario:cleanup(kind, fn)
   if type(kind) ~= "string" or type(fn) ~= "function" then error("cleanup(kind, fn(ctx, rec))", 2) end
   self.cleanups[kind] = fn
   return self
+end
+
+-- Registers fn(ctx) to run once the parameters are known, before the first
+-- stage and its probes start (also under --plan): the place to validate
+-- parameters and to adjust probes from them (p.interval, p.budget, p.stages).
+-- An error there is a bad invocation (exit 2).
+function Scenario:setup(fn)
+  if type(fn) ~= "function" then error("s:setup expects a function", 2) end
+  self.setups[#self.setups + 1] = fn
+end
+
+-- The probe declared with that name (for setup functions).
+function Scenario:probe_named(name)
+  for _, p in ipairs(self.probes) do if p.name == name then return p end end
+  error("no probe named " .. tostring(name), 2)
 end
 
 function Scenario:budget(b)
@@ -879,6 +896,17 @@ function Scenario:plan_run(run)
 end
 
 -- The entry point: `upgrun FILE args...` calls s:run(args, path).
+local function run_setups(run, ctx)
+  for _, fn in ipairs(run.s.setups) do
+    local ok, e = xpcall(fn, error_handler, ctx)
+    if not ok then
+      io.stderr:write("upgrun: ", run.s.name, ": ", tostring(e.message or e), "\n")
+      return false
+    end
+  end
+  return true
+end
+
 function Scenario:run(args, path)
   local ok, opts = pcall(self.parse_args, self, args or {})
   if not ok then
@@ -906,6 +934,7 @@ function Scenario:run(args, path)
       local iok, e = pcall(function() return new_ctx(run).inventory end)
       if not iok then self.opts_inventory_error = tostring(e) end
     end
+    if not run_setups(run, new_ctx(run)) then return M.EXIT.usage end
     return self:plan_run(run)
   end
 
@@ -935,6 +964,10 @@ function Scenario:run(args, path)
   end
 
   local ctx = new_ctx(run)
+  if not run_setups(run, ctx) then
+    if type(unsubscribe) == "function" then unsubscribe() end
+    return M.EXIT.usage
+  end
   run:say(string.format("upgrun: scenario %s -> %s", self.name, run.out))
   for _, stage in ipairs(self.stages) do
     run:run_stage(ctx, stage)

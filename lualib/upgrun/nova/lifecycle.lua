@@ -1,0 +1,114 @@
+-- upgrun.nova.lifecycle — the Nova test plan's "persistent resources test
+-- suite", run as named checks on a server created for the purpose (the
+-- tempest tests it names: pause/unpause, suspend/resume, shelve/unshelve,
+-- rescue/unrescue, a rescued server's security groups, basic server
+-- operations, and the SSH-into-the-VM checks). A check the cloud cannot
+-- support is recorded as skipped with the reason, never as passed.
+--
+--   local lifecycle = require "upgrun.nova.lifecycle"
+--   lifecycle.run(ctx, {image =, flavor =, network =, security_group =,
+--                       validation = false, timeout = 120, name_prefix =})
+local M = {}
+
+-- Each action: the call, then the status(es) the server must reach.
+M.CYCLES = {
+  { name = "pause/unpause", test = "test_pause_unpause_server",
+    steps = { { "pause", "PAUSED" }, { "unpause", "ACTIVE" } } },
+  { name = "suspend/resume", test = "test_suspend_resume_server",
+    steps = { { "suspend", "SUSPENDED" }, { "resume", "ACTIVE" } } },
+  { name = "shelve/unshelve", test = "test_shelve_unshelve_server",
+    steps = { { "shelve", { "SHELVED", "SHELVED_OFFLOADED" } }, { "unshelve", "ACTIVE" } } },
+  { name = "rescue/unrescue", test = "test_rescue_unrescue_instance",
+    steps = { { "rescue", "RESCUE" }, { "unrescue", "ACTIVE" } } },
+  { name = "basic operations (stop/start/reboot)", test = "test_server_basic_ops",
+    steps = { { "stop", "SHUTOFF" }, { "start", "ACTIVE" }, { "reboot", "ACTIVE" } } },
+}
+
+-- Runs one action and waits for the status; returns ok, detail.
+local function act(compute, id, action, want, timeout)
+  local ok, err = compute[action](compute, id)
+  if not ok then return false, action .. ": " .. tostring(err) end
+  local s
+  s, err = compute:wait_status(id, want, timeout)
+  if not s then return false, action .. ": " .. tostring(err) end
+  return true, action .. " -> " .. s.status
+end
+
+local function cycle(compute, id, c, timeout)
+  local done = {}
+  for _, st in ipairs(c.steps) do
+    local ok, detail = act(compute, id, st[1], st[2], timeout)
+    done[#done + 1] = detail
+    if not ok then return false, table.concat(done, "; ") end
+  end
+  return true, table.concat(done, "; ")
+end
+
+-- Whether the server has a port (an address on some network): without one,
+-- security groups cannot be added to it.
+local function has_port(server)
+  return type(server.addresses) == "table" and next(server.addresses) ~= nil
+end
+
+-- Creates a server, waits until ACTIVE, returns it (or raises).
+function M.boot(ctx, opts, name)
+  local compute = ctx.cloud.compute
+  local server = assert(compute:create_server {
+    name = name, image = opts.image, flavor = opts.flavor,
+    networks = opts.network, host = opts.host,
+  })
+  local ok, err = compute:wait_status(server.id, "ACTIVE", opts.timeout or 120)
+  if not ok then
+    compute:delete_server(server.id)
+    error(string.format("server %s did not become ACTIVE: %s", name, tostring(err)), 0)
+  end
+  return ok
+end
+
+function M.run(ctx, opts)
+  local compute = ctx.cloud.compute
+  local timeout = opts.timeout or 120
+  local name = string.format("%s-%s-%d", opts.name_prefix or "upgrun-lifecycle", ctx.stage, os.time())
+  local _, server = ctx:step("boot test server", function() return M.boot(ctx, opts, name) end)
+  local id = server.id
+  for _, c in ipairs(M.CYCLES) do
+    ctx:step(c.name, { continue_on_error = true }, function()
+      ctx:check(c.name .. " (" .. c.test .. ")", cycle(compute, id, c, timeout))
+    end)
+  end
+  ctx:step("rescued server add/remove security group", { continue_on_error = true }, function()
+    local check = "rescued server add/remove security group (test_rescued_vm_add_remove_security_group)"
+    if not has_port(server) then
+      ctx:skip(check, "the server has no network port (network '" .. tostring(opts.network)
+        .. "'): security groups apply to ports, so this cloud/network cannot run it")
+      return
+    end
+    local ok, detail = act(compute, id, "rescue", "RESCUE", timeout)
+    if ok then
+      local added, err = compute:add_security_group(id, opts.security_group)
+      local removed, err2
+      if added then removed, err2 = compute:remove_security_group(id, opts.security_group) end
+      ok = added and removed
+      detail = ok and ("rescued; added and removed " .. opts.security_group) or tostring(err or err2)
+      local back, detail2 = act(compute, id, "unrescue", "ACTIVE", timeout)
+      ok = ok and back
+      if not back then detail = detail .. "; " .. detail2 end
+    end
+    ctx:check(check, ok, detail)
+  end)
+  for _, t in ipairs({ "test_host_name_is_same_as_server_name", "test_verify_created_server_vcpus",
+                       "test_verify_server_details" }) do
+    if not opts.validation then
+      ctx:skip("ssh into the server: " .. t, "no validation network: the servers of this cloud are not "
+        .. "reachable over SSH from upgrun (set validation=true on a cloud whose servers are)")
+    else
+      ctx:skip("ssh into the server: " .. t, "SSH validation into guests is not implemented by this "
+        .. "scenario yet")
+    end
+  end
+  ctx:step("delete test server", function()
+    assert(compute:delete_server(id, { wait = true, timeout = timeout }))
+  end)
+end
+
+return M

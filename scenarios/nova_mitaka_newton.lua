@@ -1,0 +1,365 @@
+-- scenarios/nova_mitaka_newton.lua — the Nova rolling upgrade, Mitaka → Newton,
+-- step by step as the Nova rolling-upgrade test plan writes it:
+--
+--   before   1. deployment check: every Nova service up (compute service list)
+--            persistent servers: one per compute host, kept through the upgrade
+--            the persistent-resources test suite on a created server
+--   upgrade  2. change the codebase to the new release on every node
+--            3. DB expansion (nova-manage api_db sync, db sync), hook point
+--               "db_migration", timed
+--            4. the controllers (all conductors first, or controller by controller)
+--            5. the computes one by one (disable, SIGTERM and wait, start on the
+--               new code, wait until it reports up, enable)
+--            6. online data migrations, nova-status upgrade check
+--   after    every before-check again; the persistent servers survived (same
+--            host, same state, still accept actions); every service runs the
+--            new release
+--
+-- Probes run through every stage: Nova servers.list (the plan's probe), the Nova
+-- version document (cheap liveness), Keystone token validation, and a server
+-- boot/delete cycle during the upgrade. `--set strategy=manual` runs the manual
+-- upgrade (every service down, migrate, every service up) with the same probes.
+--
+--   upgrun scenarios/nova_mitaka_newton.lua -i inventory.yml --cloud prod -o out/
+--
+-- Everything site-specific (nodes, services, how code is switched, service names,
+-- releases) comes from the inventory and --set. See docs/nova_scenario.md.
+local scenario = require "upgrun.scenario"
+local http = require "upgrun.http"
+local nova = require "upgrun.nova.upgrade"
+local lifecycle = require "upgrun.nova.lifecycle"
+
+local s = scenario.new {
+  name = "nova_mitaka_newton",
+  description = "Nova rolling upgrade with before/during/after tests (OSIC Nova rolling-upgrade plan)",
+  params = {
+    from_release = { default = "mitaka", description = "release the cloud runs before" },
+    to_release = { default = "newton", description = "release to upgrade to" },
+    strategy = { default = "rolling", description = "rolling | manual (everything down, migrate, up)" },
+    controller_order = { default = "conductors_first",
+                         description = "conductors_first | by_controller (the plan leaves it open)" },
+    expected_binaries = { type = "list", default = { "nova-conductor", "nova-scheduler", "nova-consoleauth",
+                                                     "nova-compute" },
+                          description = "binaries compute service list must show (consoleauth is gone after Train)" },
+    controller_group = { default = "controller", description = "inventory group of the controllers" },
+    compute_group = { default = "compute", description = "inventory group of the computes" },
+    image = { default = "cirros", description = "image for test servers (name or id)" },
+    flavor = { default = "upgrun.tiny", description = "flavor for test servers (created if missing)" },
+    network = { default = "auto", description = "auto | none | a network id, for test servers" },
+    security_group = { default = "default", description = "security group for the add/remove check" },
+    validation = { default = false, description = "servers are reachable over SSH (validation network)" },
+    list_rate = { default = 5, description = "Nova servers.list probes per second" },
+    version_rate = { default = 20, description = "Nova version-document probes per second" },
+    keystone_rate = { default = 2, secret = false, description = "Keystone token validations per second" },
+    boot_interval = { default = 15, description = "seconds between server boot/delete cycles (0: off)" },
+    stop_grace = { default = 30, description = "seconds a service gets after SIGTERM before SIGKILL" },
+    service_timeout = { default = 180, description = "seconds to wait for a service to report up" },
+    api_downtime_budget = { default = 10, description = "max Nova API downtime (s) in a rolling upgrade" },
+  },
+}
+
+local P -- the parameters, set when the first stage starts
+
+-- ---------------------------------------------------------------- probes
+
+s:probe {
+  name = "nova servers.list",
+  fn = function(ctx) return ctx.cloud.compute:request("GET", "/servers?limit=50") end,
+  rate = 5, timeout = 5, max_in_flight = 4, stages = { "before", "upgrade", "after" }, baseline = "before",
+}
+
+s:probe {
+  name = "nova version document",
+  fn = function(ctx)
+    return http.request { url = ctx.cloud.compute:version_url(), timeout = 2 }
+  end,
+  expect = { 200, 300 }, rate = 20, timeout = 2, max_in_flight = 8, stages = { "before", "upgrade", "after" }, baseline = "before",
+}
+
+s:probe {
+  name = "keystone token validation",
+  fn = function(ctx) return ctx.cloud.identity:validate(nil, { timeout = 5 }) end,
+  rate = 2, timeout = 5, max_in_flight = 4, stages = { "before", "upgrade", "after" }, baseline = "before",
+}
+
+s:probe {
+  name = "nova server boot/delete cycle",
+  fn = function(ctx)
+    local c = ctx.cloud.compute
+    local srv, err = c:create_server { name = "upgrun-probe-" .. os.time(), image = P.image,
+                                       flavor = P.flavor, networks = P.network }
+    if not srv then return nil, err end
+    local ok
+    ok, err = c:wait_status(srv.id, "ACTIVE", 100)
+    local gone, err2 = c:delete_server(srv.id, { wait = true, timeout = 60 })
+    if not ok then return nil, err end
+    return gone, err2
+  end,
+  interval = 15, timeout = 170, max_in_flight = 2, stages = { "upgrade" },
+}
+
+-- Rates, budgets and choices are parameters: checked and applied once they
+-- are known, before any probe starts.
+s:setup(function(ctx)
+  P = ctx.params
+  local function one_of(name, ...)
+    for _, v in ipairs({ ... }) do if P[name] == v then return end end
+    error(string.format("--set %s: must be one of %s, got %q", name, table.concat({ ... }, ", "), P[name]), 0)
+  end
+  one_of("strategy", "rolling", "manual")
+  one_of("controller_order", "conductors_first", "by_controller")
+  for probe, rate in pairs({ ["nova servers.list"] = P.list_rate, ["nova version document"] = P.version_rate,
+                             ["keystone token validation"] = P.keystone_rate }) do
+    if rate > 0 then s:probe_named(probe).interval = 1 / rate else s:probe_named(probe).stages = {} end
+  end
+  local cycle = s:probe_named("nova server boot/delete cycle")
+  if P.boot_interval > 0 then cycle.interval = P.boot_interval else cycle.stages = {} end
+  if P.strategy == "rolling" then
+    for _, name in ipairs({ "nova servers.list", "nova version document" }) do
+      s:probe_named(name).budget = { max_downtime = P.api_downtime_budget }
+    end
+  end
+end)
+
+-- ---------------------------------------------------------------- helpers
+
+local function controllers(ctx) return ctx.inventory:group(P.controller_group) end
+local function computes(ctx) return nova.nodes_with(ctx, P.compute_group, "nova-compute") end
+local function all_nodes(ctx) return ctx.inventory:group(P.controller_group .. ":" .. P.compute_group) end
+
+local function test_server_opts(ctx)
+  return { image = nova.setting(ctx, "image"), flavor = P.flavor, network = nova.setting(ctx, "network"),
+           security_group = P.security_group, validation = P.validation, timeout = 120 }
+end
+
+local function services_up(ctx, label, since)
+  local expected = nova.expected_services(ctx, nova.setting(ctx, "expected_binaries"), P.controller_group,
+                                          P.compute_group)
+  return nova.wait_services_up(ctx, expected, { timeout = P.service_timeout, label = label, since = since })
+end
+
+-- Restarts one service on one node as a visible step.
+local function restart_step(ctx, node, service)
+  ctx:step(string.format("restart %s on %s", service, node.name), { nodes = { node } }, function()
+    nova.restart(ctx, node, service, { grace = P.stop_grace, timeout = P.service_timeout })
+  end)
+end
+
+-- ---------------------------------------------------------------- before
+
+s:stage("before", function(ctx)
+  P.image = nova.setting(ctx, "image")
+  P.network = nova.setting(ctx, "network")
+
+  ctx:step("1. deployment check: nova services up", { nodes = P.controller_group }, function()
+    services_up(ctx, " (before)")
+    for _, n in ipairs(all_nodes(ctx)) do
+      local rel = nova.code_release(n)
+      if rel then ctx:check(n.name .. " code is on " .. P.from_release, rel == P.from_release, "code is on " .. rel) end
+    end
+  end)
+
+  ctx:step("test flavor", function()
+    assert(ctx.cloud.compute:ensure_flavor { name = P.flavor, ram = 128, vcpus = 1, disk = 1 })
+  end)
+
+  ctx:step("persistent servers: one per compute host", { nodes = P.compute_group }, function()
+    for _, n in ipairs(computes(ctx)) do
+      local host = nova.nova_host(n)
+      local opts = test_server_opts(ctx)
+      opts.host = host
+      local srv = lifecycle.boot(ctx, opts, "upgrun-persist-" .. host)
+      local on = ctx.cloud.compute:server_host(srv)
+      ctx.ledger:record("server", srv.id, { name = srv.name, host = on, status = srv.status })
+      ctx:check("persistent server scheduled to " .. host, on == host, "on " .. tostring(on))
+    end
+  end)
+
+  ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts(ctx)) end)
+end)
+
+-- ---------------------------------------------------------------- upgrade
+
+local function switch_code_step(ctx)
+  ctx:step("2. change the codebase to " .. P.to_release, { nodes = P.controller_group .. ":" .. P.compute_group },
+    function()
+      local res = require("upgrun.nodes").fanout(all_nodes(ctx), function(n)
+        nova.switch_code(ctx, n, P.to_release)
+        return true
+      end)
+      for _, r in ipairs(res) do
+        if not r.ok then error(r.name .. ": " .. tostring(r.err), 0) end
+      end
+    end)
+end
+
+local function db_expansion_step(ctx)
+  local ctl = controllers(ctx)[1]
+  ctx:step { name = "3. DB expansion", hook_point = "db_migration", nodes = { ctl }, fn = function()
+    ctx:step("nova-manage api_db sync", function()
+      local r = nova.manage(ctl, "nova_manage", "api_db sync")
+      if not r.ok then error("api_db sync failed: " .. r.stderr, 0) end
+    end)
+    ctx:step("nova-manage db sync", function()
+      local r = nova.manage(ctl, "nova_manage", "db sync")
+      if not r.ok then error("db sync failed: " .. r.stderr, 0) end
+    end)
+  end }
+end
+
+local function controllers_step(ctx)
+  ctx:step("4. controllers (" .. P.controller_order .. ")", { nodes = P.controller_group }, function()
+    local ctls = controllers(ctx)
+    if P.controller_order == "conductors_first" then
+      for _, n in ipairs(ctls) do
+        if nova.has_service(n, "nova-conductor") then restart_step(ctx, n, "nova-conductor") end
+      end
+      for _, n in ipairs(ctls) do
+        for _, svc in ipairs({ "nova-scheduler", "nova-api" }) do
+          if nova.has_service(n, svc) then restart_step(ctx, n, svc) end
+        end
+      end
+    elseif P.controller_order == "by_controller" then
+      for _, n in ipairs(ctls) do
+        for _, svc in ipairs({ "nova-conductor", "nova-scheduler", "nova-api" }) do
+          if nova.has_service(n, svc) then restart_step(ctx, n, svc) end
+        end
+      end
+    else
+      error("controller_order must be conductors_first or by_controller, got " .. P.controller_order, 0)
+    end
+  end)
+end
+
+local function computes_step(ctx)
+  ctx:step("5. computes one by one", { nodes = P.compute_group }, function()
+    local compute = ctx.cloud.compute
+    for _, n in ipairs(computes(ctx)) do
+      local host = nova.nova_host(n)
+      ctx:step(n.name, { nodes = { n } }, function()
+        ctx:step("disable", function() assert(compute:disable_service(compute:find_service(host, "nova-compute"),
+                                                                      "upgrun: rolling upgrade")) end)
+        ctx:step("graceful stop (SIGTERM)", function() nova.stop(ctx, n, "nova-compute", { grace = P.stop_grace }) end)
+        local started = require("upgrun.time").now()
+        ctx:step("start on " .. P.to_release, function()
+          nova.start(ctx, n, "nova-compute", { timeout = P.service_timeout })
+        end)
+        ctx:step("wait until it reports up", function()
+          assert(nova.wait_services_up(ctx, { { host = host, binary = "nova-compute" } },
+            { timeout = P.service_timeout, since = started, label = " after restart" }) or true)
+        end)
+        ctx:step("enable", function() assert(compute:enable_service(compute:find_service(host, "nova-compute"))) end)
+      end)
+    end
+  end)
+end
+
+local function post_upgrade_step(ctx)
+  local ctl = controllers(ctx)[1]
+  ctx:step("6. online data migrations and upgrade check", { nodes = { ctl } }, function()
+    ctx:step("nova-manage db online_data_migrations", function()
+      local r = nova.manage(ctl, "nova_manage", "db online_data_migrations")
+      -- 0: done; 1: some migrations ran, run again; 2+: errors
+      ctx:check("online data migrations completed", r.status == 0 or r.status == 1,
+                "exit " .. tostring(r.status) .. " " .. r.stderr:sub(-300))
+    end)
+    ctx:step("nova-status upgrade check", function()
+      local r = nova.manage(ctl, "nova_status", "upgrade check")
+      -- 0: success, 1: warnings, 2: failure
+      ctx:check("nova-status upgrade check passes", r.status == 0 or r.status == 1,
+                "exit " .. tostring(r.status) .. ": " .. (r.stdout .. r.stderr):sub(-400))
+    end)
+  end)
+end
+
+-- The manual upgrade the rolling one is compared with: everything down,
+-- migrate, everything up.
+local function manual_steps(ctx)
+  local list = all_nodes(ctx)
+  ctx:step("stop every nova service", { nodes = P.controller_group .. ":" .. P.compute_group }, function()
+    local res = require("upgrun.nodes").fanout(list, function(n)
+      for _, svc in ipairs(require("upgrun.services").of(n)) do
+        nova.stop(ctx, n, svc.name, { grace = P.stop_grace })
+      end
+      return true
+    end)
+    for _, r in ipairs(res) do if not r.ok then error(r.name .. ": " .. tostring(r.err), 0) end end
+  end)
+  switch_code_step(ctx)
+  db_expansion_step(ctx)
+  local started = require("upgrun.time").now()
+  ctx:step("start every nova service", { nodes = P.controller_group .. ":" .. P.compute_group }, function()
+    for _, group in ipairs({ controllers(ctx), computes(ctx) }) do
+      local res = require("upgrun.nodes").fanout(group, function(n)
+        for _, svc in ipairs({ "nova-conductor", "nova-scheduler", "nova-api", "nova-compute" }) do
+          if nova.has_service(n, svc) then nova.start(ctx, n, svc, { timeout = P.service_timeout }) end
+        end
+        return true
+      end)
+      for _, r in ipairs(res) do if not r.ok then error(r.name .. ": " .. tostring(r.err), 0) end end
+    end
+  end)
+  ctx:step("wait until every service reports up", function() services_up(ctx, " (after start)", started) end)
+end
+
+s:stage("upgrade", { needs = { "before" } }, function(ctx)
+  if P.strategy == "rolling" then
+    switch_code_step(ctx)
+    db_expansion_step(ctx)
+    controllers_step(ctx)
+    computes_step(ctx)
+  elseif P.strategy == "manual" then
+    manual_steps(ctx)
+  else
+    error("strategy must be rolling or manual, got " .. tostring(P.strategy), 0)
+  end
+  post_upgrade_step(ctx)
+end)
+
+-- ---------------------------------------------------------------- after
+
+s:stage("after", function(ctx)
+  ctx:step("nova services up", function() services_up(ctx, " (after)") end)
+
+  ctx:step("every service runs " .. P.to_release, { nodes = P.controller_group .. ":" .. P.compute_group },
+    function()
+      nova.check_running_release(ctx, all_nodes(ctx), P.to_release)
+      for _, n in ipairs(all_nodes(ctx)) do
+        local rel = nova.code_release(n)
+        if rel then ctx:check(n.name .. " code is on " .. P.to_release, rel == P.to_release, "code is on " .. rel) end
+      end
+    end)
+
+  ctx:step("persistent servers survived", function()
+    local compute = ctx.cloud.compute
+    for rec in ctx.ledger:each("server") do
+      local name = rec.data.name or rec.id
+      local srv, err = compute:get_server(rec.id)
+      ctx:check(name .. " still exists", srv ~= nil, srv and srv.status or tostring(err))
+      if srv then
+        local host = compute:server_host(srv)
+        ctx:check(name .. " on the same host", host == rec.data.host, "on " .. tostring(host)
+          .. ", was " .. tostring(rec.data.host))
+        ctx:check(name .. " in the same state", srv.status == rec.data.status, srv.status .. ", was "
+          .. tostring(rec.data.status))
+        ctx:check(name .. " accepts actions (stop/start)", function()
+          local ok, e = compute:stop(rec.id)
+          if ok then ok, e = compute:wait_status(rec.id, "SHUTOFF", 120) end
+          if ok then ok, e = compute:start(rec.id) end
+          if ok then ok, e = compute:wait_status(rec.id, "ACTIVE", 120) end
+          return ok ~= nil, ok and "stopped and started" or tostring(e)
+        end)
+      end
+    end
+  end)
+
+  ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts(ctx)) end)
+end)
+
+-- ---------------------------------------------------------------- cleanup
+
+s:cleanup("server", function(ctx, rec)
+  assert(ctx.cloud.compute:delete_server(rec.id, { wait = true, timeout = 120 }))
+end)
+
+return s
