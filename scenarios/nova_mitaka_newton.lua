@@ -38,14 +38,16 @@ local s = scenario.new {
     strategy = { default = "rolling", description = "rolling | manual (everything down, migrate, up)" },
     controller_order = { default = "conductors_first",
                          description = "conductors_first | by_controller (the plan leaves it open)" },
-    expected_binaries = { type = "list", default = { "nova-conductor", "nova-scheduler", "nova-consoleauth",
-                                                     "nova-compute" },
-                          description = "binaries compute service list must show (consoleauth is gone after Train)" },
+    expected_binaries = { type = "list", default = {},
+                          description = "binaries compute service list must show; default: inventory var "
+                            .. "nova_expected_binaries, else the Mitaka/Newton set (with nova-consoleauth)" },
     controller_group = { default = "controller", description = "inventory group of the controllers" },
     compute_group = { default = "compute", description = "inventory group of the computes" },
-    image = { default = "cirros", description = "image for test servers (name or id)" },
+    image = { default = "", description = "image for test servers; default: inventory var nova_image, "
+                .. "else cirros" },
     flavor = { default = "upgrun.tiny", description = "flavor for test servers (created if missing)" },
-    network = { default = "auto", description = "auto | none | a network id, for test servers" },
+    network = { default = "", description = "auto | none | a network id for test servers; default: inventory "
+                  .. "var nova_network, else auto" },
     security_group = { default = "default", description = "security group for the add/remove check" },
     validation = { default = false, description = "servers are reachable over SSH (validation network)" },
     list_rate = { default = 5, description = "Nova servers.list probes per second" },
@@ -73,7 +75,8 @@ s:probe {
   fn = function(ctx)
     return http.request { url = ctx.cloud.compute:version_url(), timeout = 2 }
   end,
-  expect = { 200, 300 }, rate = 20, timeout = 2, max_in_flight = 8, stages = { "before", "upgrade", "after" }, baseline = "before",
+  expect = { 200, 300 }, rate = 20, timeout = 2, max_in_flight = 8,
+  stages = { "before", "upgrade", "after" }, baseline = "before",
 }
 
 s:probe {
@@ -102,6 +105,8 @@ s:probe {
 -- are known, before any probe starts.
 s:setup(function(ctx)
   P = ctx.params
+  P.image = nova.setting(ctx, "image", "cirros")
+  P.network = nova.setting(ctx, "network", "auto")
   local function one_of(name, ...)
     for _, v in ipairs({ ... }) do if P[name] == v then return end end
     error(string.format("--set %s: must be one of %s, got %q", name, table.concat({ ... }, ", "), P[name]), 0)
@@ -127,13 +132,16 @@ local function controllers(ctx) return ctx.inventory:group(P.controller_group) e
 local function computes(ctx) return nova.nodes_with(ctx, P.compute_group, "nova-compute") end
 local function all_nodes(ctx) return ctx.inventory:group(P.controller_group .. ":" .. P.compute_group) end
 
-local function test_server_opts(ctx)
-  return { image = nova.setting(ctx, "image"), flavor = P.flavor, network = nova.setting(ctx, "network"),
+local MITAKA_BINARIES = { "nova-conductor", "nova-scheduler", "nova-consoleauth", "nova-compute" }
+
+local function test_server_opts()
+  return { image = P.image, flavor = P.flavor, network = P.network,
            security_group = P.security_group, validation = P.validation, timeout = 120 }
 end
 
 local function services_up(ctx, label, since)
-  local expected = nova.expected_services(ctx, nova.setting(ctx, "expected_binaries"), P.controller_group,
+  local expected = nova.expected_services(ctx, nova.setting(ctx, "expected_binaries", MITAKA_BINARIES),
+                                          P.controller_group,
                                           P.compute_group)
   return nova.wait_services_up(ctx, expected, { timeout = P.service_timeout, label = label, since = since })
 end
@@ -148,8 +156,6 @@ end
 -- ---------------------------------------------------------------- before
 
 s:stage("before", function(ctx)
-  P.image = nova.setting(ctx, "image")
-  P.network = nova.setting(ctx, "network")
 
   ctx:step("1. deployment check: nova services up", { nodes = P.controller_group }, function()
     services_up(ctx, " (before)")
@@ -166,7 +172,7 @@ s:stage("before", function(ctx)
   ctx:step("persistent servers: one per compute host", { nodes = P.compute_group }, function()
     for _, n in ipairs(computes(ctx)) do
       local host = nova.nova_host(n)
-      local opts = test_server_opts(ctx)
+      local opts = test_server_opts()
       opts.host = host
       local srv = lifecycle.boot(ctx, opts, "upgrun-persist-" .. host)
       local on = ctx.cloud.compute:server_host(srv)
@@ -175,7 +181,7 @@ s:stage("before", function(ctx)
     end
   end)
 
-  ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts(ctx)) end)
+  ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
 end)
 
 -- ---------------------------------------------------------------- upgrade
@@ -353,7 +359,7 @@ s:stage("after", function(ctx)
     end
   end)
 
-  ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts(ctx)) end)
+  ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
 end)
 
 -- ---------------------------------------------------------------- cleanup

@@ -24,8 +24,8 @@ local M = {}
 function M.setting(ctx, name, default)
   local v = ctx.params[name]
   if v ~= nil and v ~= "" and not (type(v) == "table" and #v == 0) then return v end
-  local inv = ctx.inventory
-  local iv = inv.vars and inv.vars["nova_" .. name]
+  local ok, inv = pcall(function() return ctx.inventory end) -- none under --plan without -i
+  local iv = ok and inv.vars and inv.vars["nova_" .. name] or nil
   if iv ~= nil then return iv end
   return default
 end
