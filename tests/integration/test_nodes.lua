@@ -106,7 +106,8 @@ all:
   T.eq(inv, nil); T.eq(err.line, 3); T.eq(err.field, "ansible_become")
   T.ok(err.message:find("group 'all' vars", 1, true), err.message)
 
-  inv, err = inventory.parse("all:\n  hosts:\n    h1:\n      upgrun_services:\n        api: {backend: command}\n", "s.yml")
+  inv, err = inventory.parse("all:\n  hosts:\n    h1:\n      upgrun_services:\n"
+    .. "        api: {backend: command}\n", "s.yml")
   T.eq(inv, nil); T.ok(err.message:find("needs start", 1, true), err.message)
 
   inv, err = inventory.parse("all:\n  childs:\n    x: {}\n", "k.yml")
