@@ -113,6 +113,28 @@ def init_cloud(pw):
         ok(st, j, "show flavor")
 
 
+def warm_neutron(pw, timeout=180):
+    """neutron-server 21 (this build) fails every GET /v2.0/ports with AttributeError 'Port' has
+    no attribute 'port_forwardings' until its process has run some other DB query (the ORM
+    backrefs are configured by the first query); Nova's first call is a ports list, so a
+    fresh neutron-server puts servers into ERROR. One networks list first avoids it."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            tok, _ = token("admin", pw)
+            st, j, _ = req("GET", "http://127.0.0.1:19696/v2.0/networks?limit=1", tok, timeout=10)
+            if st == 200:
+                st, j, _ = req("GET", "http://127.0.0.1:19696/v2.0/ports?limit=1", tok, timeout=10)
+                if st == 200:
+                    return
+            last = "HTTP %s %s" % (st, j)
+        except Exception as e:  # keystone or neutron not up yet
+            last = repr(e)
+        time.sleep(1)
+    raise Http("neutron warm-up: no good ports list within %ds: %s" % (timeout, last))
+
+
 if __name__ == "__main__":
     pw = os.environ["LAB_PASSWORD"]
-    {"keystone": init_keystone, "cloud": init_cloud}[sys.argv[1]](pw)
+    {"keystone": init_keystone, "cloud": init_cloud, "warm-neutron": warm_neutron}[sys.argv[1]](pw)
