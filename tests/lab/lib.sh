@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/lab/lib.sh — constants and helpers shared by the lab scripts (sourced, not run).
 # Copied to <lab>/bin/ by `up`, so node-side commands (svc) work without the repo.
 LAB=${UPGRUN_LAB_DIR:-/var/lib/upgrun-lab}
