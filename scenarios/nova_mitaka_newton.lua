@@ -105,6 +105,9 @@ s:probe {
 -- are known, before any probe starts.
 s:setup(function(ctx)
   P = ctx.params
+  if not ctx.plan then
+    local _ = ctx.cloud -- authenticate now: bad credentials stop the run before anything starts
+  end
   P.image = nova.setting(ctx, "image", "cirros")
   P.network = nova.setting(ctx, "network", "auto")
   local function one_of(name, ...)
