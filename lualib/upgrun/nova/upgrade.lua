@@ -65,13 +65,20 @@ end
 local function iso_utc(epoch) return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(epoch)) end
 
 -- Polls `compute service list` until every expected service is up and
--- enabled (and, with `since` = wall time, has reported after it); then
+-- enabled (opts.enabled = false: enabled or not) and, with opts.since (wall
+-- time), has reported after it; then
 -- records one check per service. Returns true when all are up.
 function M.wait_services_up(ctx, expected, opts)
   opts = opts or {}
   local compute = ctx.cloud.compute
   local deadline = time.mono() + (opts.timeout or 120)
   local since = opts.since and iso_utc(opts.since)
+  -- up: state up, enabled (unless opts.enabled == false: a compute disabled
+  -- for its restart), and reported after `since`
+  local function up(s)
+    return s ~= nil and s.state == "up" and (opts.enabled == false or s.status == "enabled")
+      and (not since or tostring(s.updated_at):sub(1, 19) >= since)
+  end
   local state
   repeat
     state = {}
@@ -82,8 +89,7 @@ function M.wait_services_up(ctx, expected, opts)
     local all = list ~= nil
     for _, e in ipairs(expected) do
       local s = state[e.host .. "/" .. e.binary]
-      local fresh = s and (not since or tostring(s.updated_at):sub(1, 19) >= since)
-      if not (s and s.state == "up" and s.status == "enabled" and fresh) then all = false end
+      if not up(s) then all = false end
     end
     if all then break end
     if time.mono() >= deadline then
@@ -95,8 +101,7 @@ function M.wait_services_up(ctx, expected, opts)
   local all_ok = true
   for _, e in ipairs(expected) do
     local s = state[e.host .. "/" .. e.binary]
-    local ok = s ~= nil and s.state == "up" and s.status == "enabled"
-      and (not since or tostring(s.updated_at):sub(1, 19) >= since)
+    local ok = up(s)
     all_ok = all_ok and ok
     ctx:check(string.format("%s on %s is up%s", e.binary, e.host, opts.label or ""), ok,
       s and string.format("state %s, status %s, updated_at %s", s.state, s.status, tostring(s.updated_at))
