@@ -72,7 +72,8 @@ local function check_services(v, fail)
       return fail("backend", string.format("upgrun_services.%s.backend must be \"command\" or \"systemd\", not %q",
         name, tostring(b)))
     end
-    for _, f in ipairs({ "start", "stop", "pidfile", "pattern", "health", "running_release", "unit" }) do
+    for _, f in ipairs({ "start", "stop", "pidfile", "pattern", "health", "running_release", "unit",
+                          "drain", "undrain" }) do
       if not is_null(spec[f]) and type(spec[f]) ~= "string" then
         return fail(f, string.format("upgrun_services.%s.%s must be a string", name, f))
       end

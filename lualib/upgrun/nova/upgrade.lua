@@ -13,7 +13,9 @@
 --   nova_manage        command prefix for nova-manage on a controller
 --                      (default "nova-manage"); nova_status likewise
 --   nova_host          the node's host name in Nova (default: inventory name)
---   upgrun_services    the services on the node (see docs/nodes.md)
+--   upgrun_services    the services on the node (see docs/nodes.md); a
+--                      service's optional `drain` / `undrain` commands run
+--                      around its restart (load balancer out / back in)
 local time = require "upgrun.time"
 local nodes = require "upgrun.nodes"
 
@@ -146,8 +148,22 @@ function M.manage(node, tool, args, timeout)
   return r
 end
 
--- Stops a service gracefully (SIGTERM, wait, SIGKILL after `grace`).
+-- Runs a service's `drain` / `undrain` command from the inventory, if it has
+-- one (e.g. take a nova-api out of its load balancer before a restart, so no
+-- request is sent to a process that is going away), as a timed step.
+local function lb(ctx, node, service, which)
+  local spec = (node.vars.upgrun_services or {})[service]
+  local cmd = type(spec) == "table" and spec[which]
+  if type(cmd) ~= "string" then return end
+  ctx:step(which, function()
+    assert(node:run(cmd:gsub("{node}", node.name):gsub("{service}", service), { timeout = 120, check = true }))
+  end)
+end
+
+-- Stops a service gracefully (SIGTERM, wait, SIGKILL after `grace`), after
+-- draining it when the inventory says how.
 function M.stop(ctx, node, service, opts)
+  lb(ctx, node, service, "drain")
   local svc = node:service(service)
   local r = assert(svc:stop { signal = "TERM", grace = opts.grace or 30, timeout = (opts.grace or 30) + 30 })
   if r.escalated then ctx:log("%s on %s ignored SIGTERM for %ss: killed", service, node.name, opts.grace) end
@@ -160,6 +176,7 @@ function M.start(ctx, node, service, opts)
   local r = assert(svc:start { timeout = opts.timeout or 120 })
   local rel = svc:running_release()
   if rel then ctx:version(service .. "@" .. node.name, rel) end
+  lb(ctx, node, service, "undrain")
   return r
 end
 
