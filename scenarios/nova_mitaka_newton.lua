@@ -92,9 +92,12 @@ s:probe {
     local srv, err = c:create_server { name = "upgrun-probe-" .. os.time(), image = P.image,
                                        flavor = P.flavor, networks = P.network }
     if not srv then return nil, err end
+    -- in the ledger until deleted: a cycle cut short by an outage is cleaned up at the end
+    local rec = ctx.ledger:record("probe_server", srv.id, { name = srv.name })
     local ok
     ok, err = c:wait_status(srv.id, "ACTIVE", 100)
     local gone, err2 = c:delete_server(srv.id, { wait = true, timeout = 60 })
+    if gone then ctx.ledger:mark(rec, "cleaned", "deleted by the probe") end
     if not ok then return nil, err end
     return gone, err2
   end,
@@ -367,8 +370,11 @@ end)
 
 -- ---------------------------------------------------------------- cleanup
 
-s:cleanup("server", function(ctx, rec)
-  assert(ctx.cloud.compute:delete_server(rec.id, { wait = true, timeout = 120 }))
-end)
+local function delete_server(ctx, rec)
+  local ok, err = ctx.cloud.compute:delete_server(rec.id, { wait = true, timeout = 120 })
+  if not ok and not (err and err.status == 404) then error(err, 0) end
+end
+s:cleanup("server", delete_server)
+s:cleanup("probe_server", delete_server)
 
 return s

@@ -26,8 +26,19 @@ local function read_json(path)
   return doc
 end
 
+-- Deletes servers an earlier, interrupted run may have left (named upgrun-*),
+-- so the project's instance quota is free.
+local function delete_leftovers()
+  local conn = assert(require("upgrun.openstack").connect { cloud = "upgrun-lab",
+                                                             files = { LAB .. "/clouds.yaml" } })
+  for _, s in ipairs(assert(conn.compute:list_servers {})) do
+    if s.name:match("^upgrun%-") then conn.compute:delete_server(s.id, { wait = true, timeout = 120 }) end
+  end
+end
+
 -- Runs the scenario with one strategy; returns exit code, report, console output.
 local function run(strategy)
+  delete_leftovers()
   local r = sh({ SRC .. "/tests/lab/reset" }, 600)
   assert(r.status == 0, "tests/lab/reset failed: " .. r.stdout .. r.stderr)
   local out = OUT .. "/" .. strategy
