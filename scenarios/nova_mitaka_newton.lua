@@ -152,6 +152,15 @@ local function services_up(ctx, label, since)
   return nova.wait_services_up(ctx, expected, { timeout = P.service_timeout, label = label, since = since })
 end
 
+-- Raises with every node's error when ctx:parallel had failures.
+local function all_ok(results)
+  local errs = {}
+  for _, r in ipairs(results) do
+    if not r.ok then errs[#errs + 1] = tostring(type(r.error) == "table" and r.error.message or r.error) end
+  end
+  if #errs > 0 then error(table.concat(errs, "; "), 0) end
+end
+
 -- Restarts one service on one node as a visible step.
 local function restart_step(ctx, node, service)
   ctx:step(string.format("restart %s on %s", service, node.name), { nodes = { node } }, function()
@@ -195,13 +204,7 @@ end)
 local function switch_code_step(ctx)
   ctx:step("2. change the codebase to " .. P.to_release, { nodes = P.controller_group .. ":" .. P.compute_group },
     function()
-      local res = require("upgrun.nodes").fanout(all_nodes(ctx), function(n)
-        nova.switch_code(ctx, n, P.to_release)
-        return true
-      end)
-      for _, r in ipairs(res) do
-        if not r.ok then error(r.name .. ": " .. tostring(r.err), 0) end
-      end
+      all_ok(ctx:parallel(all_nodes(ctx), function(n) nova.switch_code(ctx, n, P.to_release) end))
     end)
 end
 
@@ -289,26 +292,22 @@ end
 local function manual_steps(ctx)
   local list = all_nodes(ctx)
   ctx:step("stop every nova service", { nodes = P.controller_group .. ":" .. P.compute_group }, function()
-    local res = require("upgrun.nodes").fanout(list, function(n)
+    all_ok(ctx:parallel(list, function(n)
       for _, svc in ipairs(require("upgrun.services").of(n)) do
         nova.stop(ctx, n, svc.name, { grace = P.stop_grace })
       end
-      return true
-    end)
-    for _, r in ipairs(res) do if not r.ok then error(r.name .. ": " .. tostring(r.err), 0) end end
+    end))
   end)
   switch_code_step(ctx)
   db_expansion_step(ctx)
   local started = require("upgrun.time").now()
   ctx:step("start every nova service", { nodes = P.controller_group .. ":" .. P.compute_group }, function()
     for _, group in ipairs({ controllers(ctx), computes(ctx) }) do
-      local res = require("upgrun.nodes").fanout(group, function(n)
+      all_ok(ctx:parallel(group, function(n)
         for _, svc in ipairs({ "nova-conductor", "nova-scheduler", "nova-api", "nova-compute" }) do
           if nova.has_service(n, svc) then nova.start(ctx, n, svc, { timeout = P.service_timeout }) end
         end
-        return true
-      end)
-      for _, r in ipairs(res) do if not r.ok then error(r.name .. ": " .. tostring(r.err), 0) end end
+      end))
     end
   end)
   ctx:step("wait until every service reports up", function() services_up(ctx, " (after start)", started) end)

@@ -31,7 +31,8 @@ end
 function M.render(docs)
   local out = {}
   local function p(fmt, ...) out[#out + 1] = string.format(fmt, ...) end
-  local W = 26
+  local W = 30
+  for i, d in ipairs(docs) do W = math.max(W, #(string.char(64 + i) .. ": " .. label(d)) + 2) end
   local head = string.format("%-34s", "")
   for i, d in ipairs(docs) do
     head = head .. string.format("%-" .. W .. "s", string.char(64 + i) .. ": " .. label(d))
@@ -42,7 +43,9 @@ function M.render(docs)
     for _, d in ipairs(docs) do line = line .. string.format("%-" .. W .. "s", cell(d) or "-") end
     p("%s", line)
   end
-  row("verdict", function(d) return d.verdict .. " (exit " .. tostring(d.exit_code) .. ")" end)
+  row("verdict", function(d)
+    return string.format("%s (exit %d)", d.verdict, math.tointeger(d.exit_code) or -1)
+  end)
   row("run duration", function(d) return string.format("%.1f s", d.run.duration or 0) end)
   local hp = {}
   for _, d in ipairs(docs) do for k in pairs(d.hook_points or {}) do hp[k] = true end end

@@ -155,7 +155,7 @@ local function lb(ctx, node, service, which)
   local spec = (node.vars.upgrun_services or {})[service]
   local cmd = type(spec) == "table" and spec[which]
   if type(cmd) ~= "string" then return end
-  ctx:step(which, function()
+  ctx:step(string.format("%s %s on %s", which, service, node.name), function()
     assert(node:run(cmd:gsub("{node}", node.name):gsub("{service}", service), { timeout = 120, check = true }))
   end)
 end
