@@ -1,7 +1,8 @@
 /*
- * embedded_lua.c — makes require() find the Lua libraries embedded in the binary
- * (lualib/, see cmake/embed_lualib.cmake). With UPGRUN_LUALIB=<dir> set, they
- * are loaded from <dir> instead, so lualib/ can be edited without rebuilding.
+ * embedded_lua.c — makes require() find the Lua libraries embedded in the
+ * binary (lualib/, see cmake/embed_lualib.cmake). With UPGRUN_LUALIB=<dir> set,
+ * they are loaded from <dir> instead, so lualib/ can be edited without
+ * rebuilding.
  */
 #include "embedded_lua.h"
 

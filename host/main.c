@@ -9,17 +9,18 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: upgrun SCRIPT.lua [options...]   run a scenario or script\n"
-          "       upgrun -e 'lua code' [args...]    run a string of Lua\n"
-          "       upgrun --version | --help\n"
-          "\n"
-          "A scenario takes: -i/--inventory FILE, --cloud NAME, -o/--output DIR,\n"
-          "--set key=value (repeatable), --plan. See docs/scenarios.md.\n"
-          "Exit codes: 0 passed, 1 a check or budget failed, 2 bad invocation,\n"
-          "config or script, 3 aborted by a signal.\n"
-          "Environment: UPGRUN_LUALIB=DIR loads lualib/ from DIR instead of the\n"
-          "copy built into the binary.\n");
+  fprintf(
+      f,
+      "usage: upgrun SCRIPT.lua [options...]   run a scenario or script\n"
+      "       upgrun -e 'lua code' [args...]    run a string of Lua\n"
+      "       upgrun --version | --help\n"
+      "\n"
+      "A scenario takes: -i/--inventory FILE, --cloud NAME, -o/--output DIR,\n"
+      "--set key=value (repeatable), --plan. See docs/scenarios.md.\n"
+      "Exit codes: 0 passed, 1 a check or budget failed, 2 bad invocation,\n"
+      "config or script, 3 aborted by a signal.\n"
+      "Environment: UPGRUN_LUALIB=DIR loads lualib/ from DIR instead of the\n"
+      "copy built into the binary.\n");
 }
 
 int main(int argc, char **argv) {

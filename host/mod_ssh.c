@@ -67,15 +67,15 @@ struct ssh_op {
   double timeout, t0, t1;
   int phase;
   LIBSSH2_CHANNEL *ch;
-  bool in_sess;     /* linked in sess->ops (or sess->conn) */
-  bool task_done;   /* push or cancel happened */
-  bool finished;    /* result (or error) recorded, completion signalled */
-  bool zombie;      /* Lua side gone: close the channel and drop it */
+  bool in_sess;   /* linked in sess->ops (or sess->conn) */
+  bool task_done; /* push or cancel happened */
+  bool finished;  /* result (or error) recorded, completion signalled */
+  bool zombie;    /* Lua side gone: close the channel and drop it */
   bool freeing;
   /* request */
   char *cmd;
   size_t cmd_len;
-  char *in;         /* stdin / upload data */
+  char *in; /* stdin / upload data */
   size_t in_len, in_off;
   size_t file_size; /* upload: in_len - 1 (SCP wants a '\0' after the data) */
   int mode;
@@ -101,7 +101,7 @@ struct ssh_sess {
   uv_poll_t poll;
   uv_timer_t kick, keepalive;
   uv_getaddrinfo_t gai;
-  int handles;       /* open uv handles/requests; freed at 0 */
+  int handles; /* open uv handles/requests; freed at 0 */
   bool poll_init, poll_on, destroying;
   int poll_events;
   LIBSSH2_SESSION *s;
@@ -139,14 +139,16 @@ static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
 static void wipe_free(char *s) {
   if (!s) return;
   volatile char *p = s;
-  while (*p) *p++ = 0;
+  while (*p)
+    *p++ = 0;
   free(s);
 }
 
 static int buf_reserve(buf_t *b, size_t extra) {
   if (b->len + extra <= b->cap) return 0;
   size_t cap = b->cap ? b->cap : 65536;
-  while (cap < b->len + extra) cap *= 2;
+  while (cap < b->len + extra)
+    cap *= 2;
   char *d = realloc(b->data, cap);
   if (!d) return -1;
   b->data = d;
@@ -164,7 +166,8 @@ static const char *last_error(LIBSSH2_SESSION *s) {
 /* Errors after which the connection is unusable. */
 static bool fatal_rc(int rc) {
   return rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_SOCKET_RECV ||
-         rc == LIBSSH2_ERROR_SOCKET_DISCONNECT || rc == LIBSSH2_ERROR_SOCKET_NONE ||
+         rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
+         rc == LIBSSH2_ERROR_SOCKET_NONE ||
          rc == LIBSSH2_ERROR_SOCKET_TIMEOUT || rc == LIBSSH2_ERROR_TIMEOUT ||
          rc == LIBSSH2_ERROR_DECRYPT || rc == LIBSSH2_ERROR_KEX_FAILURE ||
          rc == LIBSSH2_ERROR_BAD_USE;
@@ -177,7 +180,8 @@ static bool socket_eof(int fd) {
   char c;
   if (fd < 0) return true;
   ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  return n == 0 ||
+         (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 static void sess_update_poll(ssh_sess *S);
@@ -281,7 +285,8 @@ static void sess_handle_closed(uv_handle_t *h) {
 }
 
 static void sess_free_auth(ssh_sess *S) {
-  for (int i = 0; i < S->ncand; i++) free(S->cands[i].path);
+  for (int i = 0; i < S->ncand; i++)
+    free(S->cands[i].path);
   S->ncand = 0;
   free(S->methods);
   S->methods = NULL;
@@ -304,14 +309,16 @@ static void sess_dead(ssh_sess *S, const char *why) {
   snprintf(S->dead_msg, sizeof S->dead_msg, "%s", why);
   for (ssh_op *o = S->ops, *next; o; o = next) {
     next = o->next;
-    op_finish(o, "closed", "connection to %s:%d lost: %s", S->host, S->port, why);
+    op_finish(o, "closed", "connection to %s:%d lost: %s", S->host, S->port,
+              why);
     op_unlink(o);
     op_release(o);
   }
   sess_free_auth(S);
   if (S->s) {
     if (S->fd >= 0) shutdown(S->fd, SHUT_RDWR); /* no libssh2 call may block */
-    for (int i = 0; i < 8 && libssh2_session_free(S->s) == LIBSSH2_ERROR_EAGAIN; i++) {
+    for (int i = 0; i < 8 && libssh2_session_free(S->s) == LIBSSH2_ERROR_EAGAIN;
+         i++) {
     }
     S->s = NULL;
   }
@@ -499,8 +506,10 @@ static int auth_step(ssh_sess *S) {
     tried_add(S, "password: refused");
     S->cur++;
   }
-  conn_fail(S, "auth", "authentication failed for %s@%s:%d (server offers: %s; tried: %s)",
-            S->user, S->host, S->port, methods, S->tried[0] ? S->tried : "nothing to try");
+  conn_fail(S, "auth",
+            "authentication failed for %s@%s:%d (server offers: %s; tried: %s)",
+            S->user, S->host, S->port, methods,
+            S->tried[0] ? S->tried : "nothing to try");
   return -1;
 lost:
   conn_fail(S, "connect", "%s:%d: connection lost during authentication: %s",
@@ -581,7 +590,8 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 }
 
 static void start_tcp(ssh_sess *S) {
-  S->fd = socket(S->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  S->fd =
+      socket(S->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (S->fd < 0) {
     conn_fail(S, "connect", "socket: %s", strerror(errno));
     return;
@@ -605,7 +615,8 @@ static void start_tcp(ssh_sess *S) {
   sess_update_poll(S);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+static void on_resolved(uv_getaddrinfo_t *req, int status,
+                        struct addrinfo *res) {
   ssh_sess *S = req->data;
   S->handles--;
   if (S->destroying) {
@@ -614,7 +625,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     return;
   }
   if (status != 0 || !res) {
-    conn_fail(S, "connect", "cannot resolve %s: %s", S->host, uv_strerror(status));
+    conn_fail(S, "connect", "cannot resolve %s: %s", S->host,
+              uv_strerror(status));
     if (res) uv_freeaddrinfo(res);
     return;
   }
@@ -646,7 +658,8 @@ static void connect_begin(ssh_sess *S) {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
     S->state = ST_RESOLVING;
     S->gai.data = S;
-    if (uv_getaddrinfo(S->loop, &S->gai, on_resolved, S->host, port, &hints) != 0) {
+    if (uv_getaddrinfo(S->loop, &S->gai, on_resolved, S->host, port, &hints) !=
+        0) {
       conn_fail(S, "connect", "cannot resolve %s", S->host);
       return;
     }
@@ -693,7 +706,8 @@ static int read_streams(ssh_op *o, bool *eof) {
         o->zombie = true;
         return -2;
       }
-      ssize_t n = libssh2_channel_read_ex(o->ch, stream, b->data + b->len, READ_CHUNK);
+      ssize_t n =
+          libssh2_channel_read_ex(o->ch, stream, b->data + b->len, READ_CHUNK);
       if (n > 0) {
         b->len += (size_t)n;
         progress = 1;
@@ -790,7 +804,8 @@ static bool op_step(ssh_op *o) {
           return true;
         }
         op_finish(o, "channel", "%s on %s:%d: %s",
-                  o->type == OP_EXEC ? "cannot open a channel" : "SCP upload refused",
+                  o->type == OP_EXEC ? "cannot open a channel"
+                                     : "SCP upload refused",
                   S->host, S->port, last_error(S->s));
         op_unlink(o);
         op_release(o);
@@ -880,7 +895,8 @@ static bool op_step(ssh_op *o) {
       {
         char *sig = NULL;
         size_t siglen = 0;
-        libssh2_channel_get_exit_signal(o->ch, &sig, &siglen, NULL, NULL, NULL, NULL);
+        libssh2_channel_get_exit_signal(o->ch, &sig, &siglen, NULL, NULL, NULL,
+                                        NULL);
         if (sig && siglen) {
           snprintf(o->signame, sizeof o->signame, "%.*s", (int)siglen, sig);
         } else {
@@ -1071,7 +1087,8 @@ static const char *home_dir(void) {
 static int l_connect(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *host = util_opt_string(L, 1, "host", NULL, NULL);
-  if (!host || !*host) return util_field_error(L, "host", "a host name or address is required");
+  if (!host || !*host)
+    return util_field_error(L, "host", "a host name or address is required");
   double port = util_opt_number(L, 1, "port", 22);
   if (port < 1 || port > 65535 || port != (int)port)
     return util_field_error(L, "port", "must be an integer 1-65535");
@@ -1094,7 +1111,8 @@ static int l_connect(lua_State *L) {
   else if (!strcmp(policy, "accept-new"))
     accept_new = true;
   else
-    return util_field_error(L, "host_key_policy", "\"strict\" or \"accept-new\"");
+    return util_field_error(L, "host_key_policy",
+                            "\"strict\" or \"accept-new\"");
   if (timeout <= 0) return util_field_error(L, "timeout", "must be > 0");
   if (keepalive < 0) return util_field_error(L, "keepalive", "must be >= 0");
 
@@ -1171,7 +1189,8 @@ static void build_command(lua_State *L, int opts, const char *cmd, size_t len) {
   lua_pushnil(L);
   while (lua_next(L, t)) {
     size_t kl = 0;
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
+    const char *k =
+        lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
     bool ok = k && kl > 0 && !(k[0] >= '0' && k[0] <= '9');
     for (size_t i = 0; ok && i < kl; i++)
       ok = k[i] == '_' || (k[i] >= 'a' && k[i] <= 'z') ||
@@ -1260,7 +1279,8 @@ static int l_upload(lua_State *L) {
   } else if (lua_istable(L, 2)) {
     lpath = util_opt_string(L, 2, "path", NULL, NULL);
     data = util_opt_string(L, 2, "data", NULL, &dlen);
-    if (!lpath == !data) return luaL_argerror(L, 2, "give exactly one of path= or data=");
+    if (!lpath == !data)
+      return luaL_argerror(L, 2, "give exactly one of path= or data=");
   } else {
     return luaL_argerror(L, 2, "string data or {path=} / {data=} expected");
   }
@@ -1271,7 +1291,9 @@ static int l_upload(lua_State *L) {
   char *copy = NULL;
   if (lpath) {
     FILE *f = fopen(lpath, "rb");
-    if (!f) return upgrun_push_error(L, "io", "cannot open %s: %s", lpath, strerror(errno));
+    if (!f)
+      return upgrun_push_error(L, "io", "cannot open %s: %s", lpath,
+                               strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
       fclose(f);
@@ -1343,7 +1365,8 @@ static int l_info(lua_State *L) {
     lua_pushstring(L, S->fingerprint);
     lua_setfield(L, -2, "fingerprint");
     int pending = 0;
-    for (ssh_op *o = S->ops; o; o = o->next) pending++;
+    for (ssh_op *o = S->ops; o; o = o->next)
+      pending++;
     lua_pushinteger(L, pending);
     lua_setfield(L, -2, "channels");
     if (S->dead_msg[0]) {
@@ -1377,8 +1400,8 @@ static void ssh_shutdown(void *ud) {
 
 int luaopen_upgrun_ssh(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"exec", l_exec},   {"upload", l_upload},     {"close", l_close},
-      {"info", l_info},   {"is_open", l_is_open},   {"__gc", l_close},
+      {"exec", l_exec},     {"upload", l_upload},       {"close", l_close},
+      {"info", l_info},     {"is_open", l_is_open},     {"__gc", l_close},
       {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
   static const luaL_Reg fns[] = {{"connect", l_connect}, {NULL, NULL}};
   if (libssh2_init(0) != 0) return luaL_error(L, "libssh2_init failed");

@@ -1,5 +1,6 @@
 /*
- * mod_task.c — upgrun.task: spawn([name,] fn, ...) -> task; task:join([timeout])
+ * mod_task.c — upgrun.task: spawn([name,] fn, ...) -> task;
+ * task:join([timeout])
  * -> true, results... | nil, err; task:cancel(); task:status(); task.id;
  * with_timeout(s, fn, ...) -> fn's results | nil, {kind = "timeout"} (fn's
  * errors are re-raised); current(); yield() (let other tasks run);
@@ -44,7 +45,7 @@ static int l_cancel(lua_State *L) {
 }
 
 static int l_status(lua_State *L) {
-  static const char *const names[] = {"new", "ready", "running", "waiting",
+  static const char *const names[] = {"new",  "ready",  "running",  "waiting",
                                       "done", "failed", "cancelled"};
   lua_pushstring(L, names[check_task(L, 1)->state]);
   return 1;
@@ -89,7 +90,8 @@ static int l_current(lua_State *L) {
 
 static int l_yield(lua_State *L) {
   upgrun_task *t = upgrun_current_task(L);
-  if (!t || t->co != L) return luaL_error(L, "upgrun.task.yield called outside a task");
+  if (!t || t->co != L)
+    return luaL_error(L, "upgrun.task.yield called outside a task");
   if (t->cancelled) {
     sched_push_cancelled(L, t->rt);
     return lua_error(L);
@@ -103,16 +105,16 @@ static int l_aborted(lua_State *L) {
 }
 
 int luaopen_upgrun_task(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"join", l_join}, {"cancel", l_cancel}, {"status", l_status}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"join", l_join},
+                                     {"cancel", l_cancel},
+                                     {"status", l_status},
+                                     {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__index", l_index}, {"__tostring", l_tostring}, {NULL, NULL}};
-  static const luaL_Reg fns[] = {{"spawn", l_spawn},
-                                 {"with_timeout", l_with_timeout},
-                                 {"current", l_current},
-                                 {"yield", l_yield},
-                                 {"aborted", l_aborted},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"spawn", l_spawn},     {"with_timeout", l_with_timeout},
+      {"current", l_current}, {"yield", l_yield},
+      {"aborted", l_aborted}, {NULL, NULL}};
   luaL_newmetatable(L, TASK_MT);
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);

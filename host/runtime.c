@@ -103,7 +103,8 @@ upgrun_runtime *upgrun_new(void) {
   lua_pop(rt->L, 1);
   upgrun_register_module(rt, "cjson", luaopen_cjson);
   upgrun_register_module(rt, "upgrun", luaopen_upgrun);
-#define UPGRUN_MODULE(name) upgrun_register_module(rt, "upgrun." #name, luaopen_upgrun_##name);
+#define UPGRUN_MODULE(name)                                                    \
+  upgrun_register_module(rt, "upgrun." #name, luaopen_upgrun_##name);
 #include "modules.gen.h"
 #undef UPGRUN_MODULE
   return rt;
@@ -171,8 +172,8 @@ static void give_own_env(lua_State *L) {
   if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
 }
 
-static int run_chunk(upgrun_runtime *rt, int status, const char *name,
-                     int argc, char **argv) {
+static int run_chunk(upgrun_runtime *rt, int status, const char *name, int argc,
+                     char **argv) {
   lua_State *L = rt->L;
   if (status != LUA_OK) {
     fprintf(stderr, "upgrun: %s\n", lua_tostring(L, -1));
@@ -182,7 +183,8 @@ static int run_chunk(upgrun_runtime *rt, int status, const char *name,
   give_own_env(L);
   set_args(L, name, argc, argv);
   luaL_checkstack(L, argc + 2, "too many arguments");
-  for (int i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
+  for (int i = 0; i < argc; i++)
+    lua_pushstring(L, argv[i]);
   upgrun_task *t = sched_spawn(L, argc, name);
   rt->main_task = t;
   int main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -197,7 +199,8 @@ static int run_chunk(upgrun_runtime *rt, int status, const char *name,
   } else if (t->state == TASK_FAILED) {
     lua_getfield(L, -1, "message");
     lua_getfield(L, -2, "traceback");
-    fprintf(stderr, "upgrun: %s\n%s\n", lua_tostring(L, -2), lua_tostring(L, -1));
+    fprintf(stderr, "upgrun: %s\n%s\n", lua_tostring(L, -2),
+            lua_tostring(L, -1));
     lua_pop(L, 2);
     code = UPGRUN_EXIT_USAGE;
   } else if (t->state != TASK_DONE) {
@@ -241,7 +244,8 @@ int upgrun_run_file(upgrun_runtime *rt, const char *path, int argc,
   luaL_buffinit(L, &b);
   size_t n;
   char chunk[8192];
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) luaL_addlstring(&b, chunk, n);
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+    luaL_addlstring(&b, chunk, n);
   bool failed = ferror(f);
   fclose(f);
   luaL_pushresult(&b);

@@ -38,18 +38,18 @@ struct upgrun_task {
   thread_extra tag; /* {rt, this task} */
   upgrun_runtime *rt;
   lua_State *co;
-  int ref;           /* registry ref anchoring the userdata while alive */
+  int ref; /* registry ref anchoring the userdata while alive */
   long id;
   task_state state;
-  bool started;      /* resumed at least once */
-  bool cancelled;    /* cancel requested */
-  bool reported;     /* failure already printed or handed to a joiner */
-  int nwaiters;      /* joiners currently waiting */
-  upgrun_op *op;     /* pending operation, if WAITING */
-  bool op_ready;     /* op completed, results not yet pushed */
+  bool started;         /* resumed at least once */
+  bool cancelled;       /* cancel requested */
+  bool reported;        /* failure already printed or handed to a joiner */
+  int nwaiters;         /* joiners currently waiting */
+  upgrun_op *op;        /* pending operation, if WAITING */
+  bool op_ready;        /* op completed, results not yet pushed */
   bool raise_on_resume; /* op pushed an error value to raise */
-  int nres;          /* values to hand back on resume */
-  double resumed_at; /* upgrun_mono() at the last resume */
+  int nres;             /* values to hand back on resume */
+  double resumed_at;    /* upgrun_mono() at the last resume */
   upgrun_task *next_ready;
   upgrun_task *prev_live, *next_live;
 };
@@ -64,10 +64,10 @@ struct upgrun_runtime {
   thread_extra tag; /* {this runtime, NULL} */
   uv_loop_t loop;
   lua_State *L;
-  uv_idle_t ready_idle;   /* drains the ready queue */
+  uv_idle_t ready_idle; /* drains the ready queue */
   uv_signal_t sigint, sigterm;
   upgrun_task *ready_head, *ready_tail;
-  upgrun_task *live;      /* every task not yet finished */
+  upgrun_task *live; /* every task not yet finished */
   upgrun_task *main_task;
   long next_id;
   double spin_limit; /* seconds a task may run without yielding */

@@ -138,7 +138,8 @@ static void task_finish(upgrun_task *t, int status, int nres) {
     /* co: ..., r1..rn -> L: ud, {r1..rn, n = n} */
     lua_createtable(co, nres, 1);
     lua_insert(co, -(nres + 1));
-    for (int i = nres; i >= 1; i--) lua_rawseti(co, -(i + 1), i);
+    for (int i = nres; i >= 1; i--)
+      lua_rawseti(co, -(i + 1), i);
     lua_pushinteger(co, nres);
     lua_setfield(co, -2, "n");
     lua_xmove(co, L, 1);
@@ -195,8 +196,9 @@ static void spin_hook(lua_State *L, lua_Debug *ar) {
   if (!t || t->co != L) return;
   double ran = upgrun_mono() - t->resumed_at;
   if (ran > t->rt->spin_limit)
-    luaL_error(L, "task ran %d s without yielding to the event loop (limit "
-                  "%d s): a busy loop starves every probe and timer",
+    luaL_error(L,
+               "task ran %d s without yielding to the event loop (limit "
+               "%d s): a busy loop starves every probe and timer",
                (int)ran, (int)t->rt->spin_limit);
 }
 
@@ -368,7 +370,8 @@ static int push_outcome(lua_State *L, upgrun_task *t, int ud, bool unpack) {
     lua_pop(L, 1);
     luaL_checkstack(L, n + 2, "too many results");
     if (!unpack) lua_pushboolean(L, 1);
-    for (int i = 1; i <= n; i++) lua_rawgeti(L, res, i);
+    for (int i = 1; i <= n; i++)
+      lua_rawgeti(L, res, i);
     lua_remove(L, res);
     return n + (unpack ? 0 : 1);
   }
@@ -456,7 +459,8 @@ int sched_join(lua_State *L, int ud, double timeout, bool with_timeout) {
     uv_timer_init(&rt->loop, j->timer);
     j->timer->data = j;
     uv_update_time(&rt->loop);
-    uv_timer_start(j->timer, join_timer_cb, (uint64_t)(timeout * 1000.0 + 0.5), 0);
+    uv_timer_start(j->timer, join_timer_cb, (uint64_t)(timeout * 1000.0 + 0.5),
+                   0);
   }
   return upgrun_wait(L, &j->op);
 }
@@ -476,7 +480,8 @@ void upgrun_abort(upgrun_runtime *rt, const char *why) {
   if (rt->aborting) return;
   rt->aborting = true;
   snprintf(rt->abort_reason, sizeof rt->abort_reason, "%s", why);
-  fprintf(stderr, "upgrun: %s: cancelling every task (again to exit now)\n", why);
+  fprintf(stderr, "upgrun: %s: cancelling every task (again to exit now)\n",
+          why);
   sched_cancel_all(rt);
 }
 
@@ -503,7 +508,8 @@ void sched_run_main(upgrun_runtime *rt) {
   uv_unref((uv_handle_t *)&rt->sigint);
   uv_unref((uv_handle_t *)&rt->sigterm);
   while (!sched_finished(rt->main_task)) {
-    if (uv_run(&rt->loop, UV_RUN_DEFAULT) == 0 && !sched_finished(rt->main_task)) {
+    if (uv_run(&rt->loop, UV_RUN_DEFAULT) == 0 &&
+        !sched_finished(rt->main_task)) {
       fprintf(stderr, "upgrun: the main task waits on nothing that can "
                       "happen (deadlock); cancelling it\n");
       sched_cancel(rt->main_task);

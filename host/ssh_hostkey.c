@@ -41,17 +41,31 @@ size_t sshk_base64(const unsigned char *in, size_t n, char *out, bool pad) {
 /* libssh2 host key type -> known_hosts key bits and OpenSSH name. */
 static int key_bits(int type, const char **name) {
   switch (type) {
-  case LIBSSH2_HOSTKEY_TYPE_RSA: *name = "ssh-rsa"; return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-  case LIBSSH2_HOSTKEY_TYPE_DSS: *name = "ssh-dss"; return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+  case LIBSSH2_HOSTKEY_TYPE_RSA:
+    *name = "ssh-rsa";
+    return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
+  case LIBSSH2_HOSTKEY_TYPE_DSS:
+    *name = "ssh-dss";
+    return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
 #ifdef LIBSSH2_HOSTKEY_TYPE_ECDSA_256
-  case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: *name = "ecdsa-sha2-nistp256"; return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-  case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: *name = "ecdsa-sha2-nistp384"; return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-  case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: *name = "ecdsa-sha2-nistp521"; return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+  case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+    *name = "ecdsa-sha2-nistp256";
+    return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+  case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+    *name = "ecdsa-sha2-nistp384";
+    return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+  case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+    *name = "ecdsa-sha2-nistp521";
+    return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
 #endif
 #ifdef LIBSSH2_HOSTKEY_TYPE_ED25519
-  case LIBSSH2_HOSTKEY_TYPE_ED25519: *name = "ssh-ed25519"; return LIBSSH2_KNOWNHOST_KEY_ED25519;
+  case LIBSSH2_HOSTKEY_TYPE_ED25519:
+    *name = "ssh-ed25519";
+    return LIBSSH2_KNOWNHOST_KEY_ED25519;
 #endif
-  default: *name = "unknown"; return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
+  default:
+    *name = "unknown";
+    return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
   }
 }
 
@@ -102,7 +116,8 @@ static int append_key(const char *path, const char *host, int port,
   struct stat st;
   if (fstat(fd, &st) == 0 && st.st_size > 0) {
     char last = '\n';
-    if (pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') need_nl = true;
+    if (pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n')
+      need_nl = true;
   }
   char head[512];
   if (port == 22)
@@ -158,8 +173,8 @@ int sshk_check(LIBSSH2_SESSION *s, const char *host, int port,
     return SSHK_ERROR;
   }
   bool exists = access(known_hosts, F_OK) == 0;
-  if (exists && libssh2_knownhost_readfile(kh, known_hosts,
-                                           LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
+  if (exists && libssh2_knownhost_readfile(
+                    kh, known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0) {
     char *em = NULL;
     libssh2_session_last_error(s, &em, NULL, 0);
     snprintf(msg, msglen, "cannot read known_hosts %s: %s", known_hosts,
@@ -194,8 +209,8 @@ int sshk_check(LIBSSH2_SESSION *s, const char *host, int port,
       return SSHK_ERROR;
     return SSHK_OK;
   default:
-    snprintf(msg, msglen, "cannot check the host key of %s:%d against %s",
-             host, port, known_hosts);
+    snprintf(msg, msglen, "cannot check the host key of %s:%d against %s", host,
+             port, known_hosts);
     return SSHK_ERROR;
   }
 }

@@ -12,7 +12,8 @@
 #include <stddef.h>
 
 /* Field `name` of the table at idx: a number, or def when nil. Raises when
- * present with another type: "bad field 'timeout' (number expected, got string)". */
+ * present with another type: "bad field 'timeout' (number expected, got
+ * string)". */
 double util_opt_number(lua_State *L, int idx, const char *name, double def);
 /* A string (pointer valid while the table holds it), or def when nil. */
 const char *util_opt_string(lua_State *L, int idx, const char *name,

@@ -5,8 +5,8 @@
  * coroutine "task". A C primitive that has to wait (HTTP, SSH, a child process,
  * a timer) registers its operation with the loop and yields with upgrun_wait();
  * when the operation completes, a libuv/libcurl/libssh2 callback fills C state
- * and calls upgrun_op_complete(); the scheduler then resumes the task, asking the
- * operation to push its results. C callbacks never call into Lua.
+ * and calls upgrun_op_complete(); the scheduler then resumes the task, asking
+ * the operation to push its results. C callbacks never call into Lua.
  *
  * A team adds its own primitive with upgrun_register_module() before running a
  * script (see tests/c/test_embed.c for a complete example).
@@ -43,7 +43,8 @@ typedef struct upgrun_op upgrun_op;
  * allocation failure. */
 upgrun_runtime *upgrun_new(void);
 
-/* Releases everything: cancels tasks, closes handles, closes Lua and the loop. */
+/* Releases everything: cancels tasks, closes handles, closes Lua and the loop.
+ */
 void upgrun_free(upgrun_runtime *rt);
 
 /* Makes `require(name)` return what `open` returns (package.preload). Call it
