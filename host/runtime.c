@@ -6,7 +6,6 @@
  */
 #include "runtime.h"
 
-#include <errno.h>
 #include <lua-cjson.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -234,38 +233,10 @@ static void add_script_dir(lua_State *L, const char *path) {
 
 int upgrun_run_file(upgrun_runtime *rt, const char *path, int argc,
                     char **argv) {
-  lua_State *L = rt->L;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "upgrun: cannot open %s: %s\n", path, strerror(errno));
-    return UPGRUN_EXIT_USAGE;
-  }
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  size_t n;
-  char chunk[8192];
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-    luaL_addlstring(&b, chunk, n);
-  bool failed = ferror(f);
-  fclose(f);
-  luaL_pushresult(&b);
-  if (failed) {
-    lua_pop(L, 1);
-    fprintf(stderr, "upgrun: cannot read %s\n", path);
-    return UPGRUN_EXIT_USAGE;
-  }
-  size_t len;
-  const char *src = lua_tolstring(L, -1, &len);
-  if (len && src[0] == '#') { /* skip a shebang line, keep line numbers */
-    lua_pushfstring(L, "--%s", src + 1);
-    lua_remove(L, -2);
-    src = lua_tolstring(L, -1, &len);
-  }
-  add_script_dir(L, path);
-  lua_pushfstring(L, "@%s", path);
-  int status = luaL_loadbufferx(L, src, len, lua_tostring(L, -1), "t");
-  lua_remove(L, -2); /* chunkname */
-  lua_remove(L, -2); /* source */
+  add_script_dir(rt->L, path);
+  /* text only; a first line starting with '#' (a shebang) is skipped and
+   * line numbers are kept; errors name the file ("cannot open x.lua") */
+  int status = luaL_loadfilex(rt->L, path, "t");
   return run_chunk(rt, status, path, argc, argv);
 }
 

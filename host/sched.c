@@ -340,9 +340,6 @@ void sched_cancel(upgrun_task *t) {
     t->op = NULL;
     op->cancel(op);
     ready_push(t); /* wait_cont raises the cancellation */
-  } else if (t->state == TASK_READY && t->next_ready == NULL &&
-             t->rt->ready_tail != t) {
-    /* not possible: READY tasks are always queued */
   }
   /* NEW / READY / RUNNING: raised when it runs or at its next wait. A NEW
    * task is resumed once and raises at its first wait; a task that never

@@ -17,7 +17,6 @@
 --                      service's optional `drain` / `undrain` commands run
 --                      around its restart (load balancer out / back in)
 local time = require "upgrun.time"
-local nodes = require "upgrun.nodes"
 
 local M = {}
 
@@ -202,5 +201,4 @@ function M.check_running_release(ctx, list, release)
   end
 end
 
-M.quote = nodes.quote
 return M
