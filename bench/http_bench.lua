@@ -3,8 +3,8 @@
 --   upgrun http_bench.lua rate URL SECONDS TASKS   -> "rate TASKS REQ_PER_S CPU_MS_PER_REQ ERRORS"
 --   upgrun http_bench.lua probe URL SECONDS HZ     -> "probe HZ SAMPLES CPU_PCT CPU_MS_PER_SAMPLE MAX_RSS_KB LATE"
 -- "rate": TASKS tasks each loop request-after-request for SECONDS.
--- "probe": one probe firing every 1/HZ s (open loop: each sample in its own
--- task, so a slow answer never delays the next send), CPU measured with
+-- "probe": an upgrun.probe firing every 1/HZ s (open loop: each sample in its
+-- own task, so a slow answer never delays the next send), CPU measured with
 -- os.clock() (process CPU time) over the whole run.
 local http = require "upgrun.http"
 local task = require "upgrun.task"
@@ -38,32 +38,28 @@ if mode == "rate" then
   local wall, cpu = time.mono() - t0, os.clock() - cpu0
   print(string.format("rate %d %.0f %.4f %d", n, count / wall, cpu * 1000 / count, errors))
 elseif mode == "probe" then
+  -- the probe the scenarios use (upgrun.probe, shaped like the Nova scenario's
+  -- version-document probe), not a hand-rolled loop
+  local probe = require "upgrun.probe"
+  local timeline = require "upgrun.timeline"
   assert(http.request { url = url, timeout = 5 })
-  local interval = 1 / n
-  local samples, fails, late = 0, 0, 0
-  local inflight = {}
+  local p = probe.new { name = "bench", rate = n, timeout = 2, max_in_flight = 8, expect = { 200 },
+                        fn = function() return http.request { url = url, timeout = 2 } end }
+  local tl = timeline.new()
   local cpu0, t0 = os.clock(), time.mono()
-  local next_t = t0
-  while next_t < t0 + secs do
-    local now = time.mono()
-    if now < next_t then time.sleep(next_t - now) end
-    if time.mono() - next_t > interval then late = late + 1 end
-    samples = samples + 1
-    inflight[#inflight + 1] = task.spawn(function()
-      local r = http.request { url = url, timeout = 2 }
-      if not (r and r.status == 200) then fails = fails + 1 end
-    end)
-    if #inflight > 64 then -- reap finished sample tasks
-      local keep = {}
-      for _, t in ipairs(inflight) do if t:status() ~= "done" then keep[#keep + 1] = t end end
-      inflight = keep
-    end
-    next_t = next_t + interval
-  end
-  for _, t in ipairs(inflight) do t:join(5) end
+  p:start({}, tl, "bench")
+  time.sleep(secs)
+  p:stop(tl)
+  p:drain(5)
   local wall, cpu = time.mono() - t0, os.clock() - cpu0
-  print(string.format("probe %d %d %.2f %.4f %d %d %d", n, samples, cpu / wall * 100,
-    cpu * 1000 / samples, max_rss_kb(), late, fails))
+  local fails, late = 0, 0
+  for i, smp in ipairs(p.samples) do
+    if smp.result ~= "ok" then fails = fails + 1 end
+    -- sent more than one interval after its slot
+    if smp.t - p.samples[1].t - (i - 1) / n > 1 / n then late = late + 1 end
+  end
+  print(string.format("probe %d %d %.2f %.4f %d %d %d", n, #p.samples, cpu / wall * 100,
+    cpu * 1000 / #p.samples, max_rss_kb(), late, fails))
 else
   error("unknown mode " .. tostring(mode))
 end
