@@ -98,8 +98,7 @@ function M.run(ctx, opts)
   end)
   -- SSH into the guest (tempest's run_validation) is not implemented: say why it is skipped
   local why = opts.validation and "SSH validation into guests is not implemented by this scenario yet"
-    or ("no validation network: the servers of this cloud are not reachable over SSH from upgrun "
-        .. "(set validation=true on a cloud whose servers are)")
+    or "no validation network (validation=false): the servers of this cloud are not reachable over SSH from upgrun"
   for _, t in ipairs({ "test_host_name_is_same_as_server_name", "test_verify_created_server_vcpus",
                        "test_verify_server_details" }) do
     ctx:skip("ssh into the server: " .. t, why)
