@@ -230,14 +230,21 @@ static void task_resume(upgrun_task *t) {
   task_finish(t, status, nres);
 }
 
+/* Rounds of the ready queue run per loop iteration. A round resumes the
+ * tasks queued when it starts; tasks they wake (a spawn, a join, a finished
+ * with_timeout) run in the next round without going back to the loop, which
+ * would cost a poll per hand-off. After READY_ROUNDS the loop gets its turn,
+ * so a task that only yields cannot starve I/O callbacks and timers. */
+#define READY_ROUNDS 16
+
 static void on_ready_idle(uv_idle_t *h) {
   upgrun_runtime *rt = h->data;
-  /* Only the tasks queued now: a task that yields again goes to the next
-   * round, so I/O callbacks get their turn in between. */
-  upgrun_task *last = rt->ready_tail;
-  for (upgrun_task *t; (t = ready_pop(rt));) {
-    task_resume(t);
-    if (t == last) break;
+  for (int round = 0; round < READY_ROUNDS && rt->ready_head; round++) {
+    upgrun_task *last = rt->ready_tail;
+    for (upgrun_task *t; (t = ready_pop(rt));) {
+      task_resume(t);
+      if (t == last) break;
+    }
   }
   if (!rt->ready_head) uv_idle_stop(&rt->ready_idle);
 }

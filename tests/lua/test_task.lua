@@ -111,4 +111,17 @@ T.case("task.yield lets others run; names and ids", function()
   T.ok(tostring(t):find("worker", 1, true))
 end)
 
+T.case("a task that only yields does not starve timers", function()
+  local fired, spins = false, 0
+  local spinner = task.spawn(function()
+    while not fired and spins < 200000 do spins = spins + 1; task.yield() end
+  end)
+  local t0 = time.mono()
+  time.sleep(0.02)
+  fired = true
+  T.ok(spinner:join(5))
+  T.ok(spins < 200000, "the timer fired only after the spinner gave up")
+  T.ok(time.mono() - t0 < 0.5 * T.slack, string.format("sleep(0.02) took %.3f s", time.mono() - t0))
+end)
+
 return T.done()
