@@ -55,8 +55,8 @@ elseif mode == "probe" then
   local fails, late = 0, 0
   for i, smp in ipairs(p.samples) do
     if smp.result ~= "ok" then fails = fails + 1 end
-    -- sent more than one interval after its slot
-    if smp.t - p.samples[1].t - (i - 1) / n > 1 / n then late = late + 1 end
+    -- late: sent more than 1.5 intervals after the sample before it
+    if i > 1 and smp.t - p.samples[i - 1].t > 1.5 / n then late = late + 1 end
   end
   print(string.format("probe %d %d %.2f %.4f %d %d %d", n, #p.samples, cpu / wall * 100,
     cpu * 1000 / #p.samples, max_rss_kb(), late, fails))

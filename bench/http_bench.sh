@@ -150,7 +150,7 @@ Medians of $RUNS runs of ${SECS} s (same run, same URL).
 16-task rate = **$ratio %** of wrk's (median of the per-run ratios ${ratios[*]}; target ≥ 50 %).
 Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes these numbers noisy).
 
-100 Hz probe for ${PROBE_SECS} s (open loop, one task per sample): $samples samples, $fails failed, $late sent late;
+100 Hz upgrun.probe for ${PROBE_SECS} s (open loop, one task per sample, as the scenarios run it): $samples samples, $fails failed, $late sent more than 1.5 intervals after the one before;
 upgrun CPU **$cpu_pct %** of one core (target < 5 %), **$cpu_ms ms per sample** (goal < 0.2 ms), peak RSS $rss kB.
 Floor on this machine: a raw keep-alive socket probe in Python (send, blocking recv, no parsing) at 100 Hz costs $floor_ms ms per sample.
 
