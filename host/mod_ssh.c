@@ -41,7 +41,7 @@
 #define WINDOW_SIZE (4u * 1024 * 1024)
 #define PACKET_SIZE 32768
 #define READ_CHUNK 65536
-#define STEP_BUDGET (4u * 1024 * 1024) /* bytes read per op per step */
+#define STEP_BUDGET ((size_t)4 * 1024 * 1024) /* bytes read per op per step */
 
 typedef struct ssh_sess ssh_sess;
 typedef struct ssh_op ssh_op;
@@ -406,7 +406,7 @@ static void tried_add(ssh_sess *S, const char *fmt, ...) {
   size_t l = strlen(S->tried);
   if (l + 4 >= sizeof S->tried) return;
   if (l) {
-    strcat(S->tried, "; ");
+    memcpy(S->tried + l, "; ", 3);
     l += 2;
   }
   va_list ap;
@@ -1207,19 +1207,22 @@ static void build_command(lua_State *L, int opts, const char *cmd, size_t len) {
     size_t vl;
     lua_pushvalue(L, -1);
     const char *v = lua_tolstring(L, -1, &vl);
-    if (buf_reserve(&c, strlen(k) + 4 * vl + 16) == 0) {
-      c.len += (size_t)sprintf(c.data + c.len, "export %s='", k);
-      for (size_t i = 0; i < vl; i++) {
-        if (v[i] == '\'') {
-          memcpy(c.data + c.len, "'\\''", 4);
-          c.len += 4;
-        } else {
-          c.data[c.len++] = v[i];
-        }
-      }
-      memcpy(c.data + c.len, "'; ", 3);
-      c.len += 3;
+    if (!k || !v || buf_reserve(&c, strlen(k) + 4 * vl + 16) != 0 || !c.data) {
+      free(c.data);
+      luaL_error(L, "out of memory building the command's environment");
+      return;
     }
+    c.len += (size_t)sprintf(c.data + c.len, "export %s='", k);
+    for (size_t i = 0; i < vl; i++) {
+      if (v[i] == '\'') {
+        memcpy(c.data + c.len, "'\\''", 4);
+        c.len += 4;
+      } else {
+        c.data[c.len++] = v[i];
+      }
+    }
+    memcpy(c.data + c.len, "'; ", 3);
+    c.len += 3;
     lua_pop(L, 2);
   }
   lua_pop(L, 1); /* env table */
@@ -1257,7 +1260,7 @@ static int l_exec(lua_State *L) {
   }
   memcpy(o->cmd, cmd, len + 1);
   o->cmd_len = len;
-  if (o->in) {
+  if (o->in && in) {
     memcpy(o->in, in, inlen);
     o->in_len = inlen;
   }

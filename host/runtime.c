@@ -23,7 +23,8 @@ double upgrun_mono(void) { return (double)uv_hrtime() / 1e9; }
 double upgrun_wall(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1e3;
+  long ms = ts.tv_nsec / 1000000; /* millisecond precision */
+  return (double)ts.tv_sec + (double)ms / 1e3;
 }
 
 static int new_error_v(lua_State *L, const char *kind, const char *fmt,
@@ -93,7 +94,11 @@ upgrun_runtime *upgrun_new(void) {
   rt->tag.rt = rt;
   rt->spin_limit = 60;
   const char *spin = getenv("UPGRUN_SPIN_LIMIT");
-  if (spin && atof(spin) > 0) rt->spin_limit = atof(spin);
+  if (spin) {
+    char *end;
+    double v = strtod(spin, &end);
+    if (end != spin && *end == '\0' && v > 0) rt->spin_limit = v;
+  }
   thread_extra_set(rt->L, &rt->tag);
   luaL_openlibs(rt->L);
   sched_init(rt);

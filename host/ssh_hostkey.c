@@ -125,15 +125,13 @@ static int append_key(const char *path, const char *host, int port,
   else
     snprintf(head, sizeof head, "%s[%s]:%d %s ", need_nl ? "\n" : "", host,
              port, tname);
-  size_t hl = strlen(head), bl = strlen(b64);
-  char *line = malloc(hl + bl + 2);
+  size_t n = strlen(head) + strlen(b64) + 1;
+  char *line = malloc(n + 1);
   int rc = -1;
   if (line) {
-    memcpy(line, head, hl);
-    memcpy(line + hl, b64, bl);
-    line[hl + bl] = '\n';
-    ssize_t w = write(fd, line, hl + bl + 1);
-    if (w == (ssize_t)(hl + bl + 1))
+    snprintf(line, n + 1, "%s%s\n", head, b64);
+    ssize_t w = write(fd, line, n);
+    if (w == (ssize_t)n)
       rc = 0;
     else
       snprintf(msg, msglen, "cannot add the host key to %s: %s", path,
@@ -150,10 +148,8 @@ int sshk_check(LIBSSH2_SESSION *s, const char *host, int port,
                size_t msglen, char *fp, size_t fplen) {
   char fpbuf[64] = "SHA256:?";
   const char *hash = libssh2_hostkey_hash(s, LIBSSH2_HOSTKEY_HASH_SHA256);
-  if (hash) {
-    memcpy(fpbuf, "SHA256:", 7);
+  if (hash) /* after the "SHA256:" already there */
     sshk_base64((const unsigned char *)hash, 32, fpbuf + 7, false);
-  }
   if (fp) snprintf(fp, fplen, "%s", fpbuf);
 
   size_t keylen = 0;
