@@ -84,7 +84,11 @@ function M.render(docs)
         local v = r.probes[name]
         if v and v > 0 then cells[#cells + 1] = string.format("%s %.3f", name, v) end
       end
-      if #cells > 0 then p("  %-40s %s", r.step, table.concat(cells, ", ")) end
+      if #cells > 0 then
+        -- a step name longer than the column gets a line of its own
+        if #r.step > 40 then p("  %s", r.step); p("  %-40s %s", "", table.concat(cells, ", "))
+        else p("  %-40s %s", r.step, table.concat(cells, ", ")) end
+      end
     end
   end
   return out
