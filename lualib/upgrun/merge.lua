@@ -38,7 +38,8 @@ local function read_report(dir)
   local doc, err = read_json(dir .. "/report.json")
   if not doc then return nil, err end
   if type(doc) ~= "table" or doc.format ~= "upgrun-report/1" then
-    return nil, dir .. "/report.json: not an upgrun report (format " .. tostring(type(doc) == "table" and doc.format) .. ")"
+    local format = type(doc) == "table" and doc.format
+    return nil, dir .. "/report.json: not an upgrun report (format " .. tostring(format) .. ")"
   end
   return doc
 end
@@ -75,11 +76,13 @@ function M.collect(inputs)
       local key = tostring(mdoc.matrix) .. " (" .. tostring(mdoc.file) .. ")"
       local m = matrices[key] or { name = mdoc.matrix, all = mdoc.all_cells or {}, seen = {}, shards = {} }
       matrices[key] = m
-      m.shards[#m.shards + 1] = mdoc.shard and string.format("%s/%s", mdoc.shard.index, mdoc.shard.count) or "?"
+      m.shards[#m.shards + 1] = mdoc.shard and string.format("%s/%s", math.tointeger(mdoc.shard.index),
+                                                                  math.tointeger(mdoc.shard.count)) or "?"
       for _, rec in ipairs(mdoc.cells or {}) do
         local cdir = dir .. "/" .. tostring(rec.dir or rec.id)
         m.seen[rec.id] = true
-        local extra = { matrix = mdoc.matrix, source = dir, reason = rec.reason, set = rec.params }
+        local extra = { matrix = mdoc.matrix, source = dir, reason = rec.reason, set = rec.params,
+                        index = rec.index }
         local doc, err = read_report(cdir)
         if doc then
           cells[#cells + 1] = cell_from_report(rec.id, cdir, doc, extra)
@@ -92,7 +95,7 @@ function M.collect(inputs)
             code, verdict = 2, "error"
           end
           cells[#cells + 1] = { id = rec.id, dir = cdir, exit_code = code, verdict = verdict, set = rec.params or {},
-                                matrix = mdoc.matrix, source = dir,
+                                matrix = mdoc.matrix, source = dir, index = rec.index,
                                 reason = rec.reason or err or ("no report.json in " .. cdir) }
         end
       end
@@ -107,14 +110,27 @@ function M.collect(inputs)
   end
   -- cells of a matrix no merged shard ran
   for _, m in pairs(matrices) do
-    for _, id in ipairs(m.all) do
+    for idx, id in ipairs(m.all) do
       if not m.seen[id] then
-        cells[#cells + 1] = { id = id, exit_code = 2, verdict = "missing", set = {}, matrix = m.name,
+        cells[#cells + 1] = { id = id, exit_code = 2, verdict = "missing", set = {}, matrix = m.name, index = idx,
                               reason = "in matrix " .. tostring(m.name) .. " but in none of the merged shards ("
                                 .. table.concat(m.shards, ", ") .. ")" }
       end
     end
   end
+  -- the cells of a matrix in matrix order (whatever shard ran them), at the
+  -- place of the matrix's first cell; other runs in the order given
+  local group, seq = {}, {}
+  for i, c in ipairs(cells) do
+    local g = c.matrix ~= nil and ("m:" .. tostring(c.matrix)) or ("r:" .. i)
+    if not group[g] then group[g] = i end
+    seq[c] = { group[g], c.index or 0, i }
+  end
+  table.sort(cells, function(a, b)
+    local x, y = seq[a], seq[b]
+    for k = 1, 3 do if x[k] ~= y[k] then return x[k] < y[k] end end
+    return false
+  end)
   -- one id per cell
   local count = {}
   for _, c in ipairs(cells) do

@@ -51,8 +51,8 @@ function M.cases(cell)
     cases[#cases + 1] = c
   end
   for _, hk in ipairs(d.hooks or {}) do
-    local c = { classname = id .. ".hook." .. tostring(hk.point), name = tostring(hk.name) .. " @ " .. tostring(hk.step),
-                time = hk.duration }
+    local c = { classname = id .. ".hook." .. tostring(hk.point),
+                name = tostring(hk.name) .. " @ " .. tostring(hk.step), time = hk.duration }
     if hk.result == "failed" then c.status, c.message, c.body = "failure", hk.error, hk.traceback
     elseif hk.result == "interrupted" then c.status, c.message = "error", "interrupted" end
     cases[#cases + 1] = c

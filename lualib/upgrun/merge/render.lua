@@ -24,7 +24,9 @@ function M.facts(c)
   for _, ch in ipairs(d.checks or {}) do
     local r = ch.result or (ch.ok and "passed" or "failed")
     f.checks[r] = (f.checks[r] or 0) + 1
-    if r == "failed" then f.failed_checks[#f.failed_checks + 1] = ch.name .. (ch.detail and (": " .. ch.detail) or "") end
+    if r == "failed" then
+      f.failed_checks[#f.failed_checks + 1] = ch.name .. (ch.detail and (": " .. ch.detail) or "")
+    end
   end
   f.budgets = { pass = 0, fail = 0, skipped = 0 }
   for _, b in ipairs(d.budgets or {}) do
