@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define UPGRUN_VERSION "0.1.0"
+#include "upgrun_version.h" /* UPGRUN_VERSION, generated from the CMake project version */
 
 /* Process exit codes (also returned by upgrun_run_*). */
 enum {
