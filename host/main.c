@@ -13,6 +13,8 @@ static void usage(FILE *f) {
       f,
       "usage: upgrun SCRIPT.lua [options...]   run a scenario or script\n"
       "       upgrun -e 'lua code' [args...]    run a string of Lua\n"
+      "       upgrun matrix MATRIX.yml [options] run a scenario matrix\n"
+      "       upgrun merge DIR... [-o OUT]      merge runs and matrix shards\n"
       "       upgrun --version | --help\n"
       "\n"
       "A scenario takes: -i/--inventory FILE, --cloud NAME, -o/--output DIR,\n"
