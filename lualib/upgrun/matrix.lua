@@ -83,7 +83,7 @@ end
 
 -- Runs `before_each` for a cell (sh -c, in the matrix file's directory).
 local function before_each(plan, c)
-  io.stdout:write(string.format("matrix: cell %s: before_each: %s\n", c.id, plan.before_each))
+  io.stdout:write(string.format("matrix: cell %s: before_each: %s\n", c.id, plan.before_each_text))
   io.stdout:flush()
   local env = { UPGRUN_MATRIX_CELL = c.id }
   for k, v in pairs(plan.env) do env[k] = v end

@@ -26,10 +26,13 @@ end
 
 local ENV = { FAULT_BASE = srv.base, FAULT_DEAD = srv.dead, MATRIX_LOG = TMP .. "/before_each.log" }
 
-local function upgrun(args, timeout)
+local function upgrun(args, timeout, extra_env)
   local argv = { BIN }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local r = assert(proc.run(argv, { timeout = timeout or 120, cwd = TMP, env_add = ENV }))
+  local env = {}
+  for k, v in pairs(ENV) do env[k] = v end
+  for k, v in pairs(extra_env or {}) do env[k] = v end
+  local r = assert(proc.run(argv, { timeout = timeout or 120, cwd = TMP, env_add = env }))
   return r.status, r.stdout or "", r.stderr or ""
 end
 
@@ -208,6 +211,37 @@ T.case("--fail-fast stops after the first cell that does not pass; --keep-going 
   T.eq(code, 1)
   m = cjson.decode(read(TMP .. "/kg/matrix.json"))
   T.eq(m.cells[2].verdict, "passed", "keep-going ran the second cell")
+end)
+
+T.case("a secret parameter: refused as a matrix value, masked when given in set:", function()
+  local f = assert(io.open(TMP .. "/secret_axis.yml", "w"))
+  f:write("scenario: " .. FIX .. "http_api.lua\nmatrix:\n  token: [a, b]\n")
+  f:close()
+  local code, _, se = upgrun { "matrix", TMP .. "/secret_axis.yml", "--list" }
+  T.eq(code, 2)
+  has(se, 'cell a: "token" is a secret parameter of scenario http_api', "stderr")
+  local SECRET = "s3cr3t-matrix-value"
+  f = assert(io.open(TMP .. "/secret_set.yml", "w"))
+  f:write("scenario: " .. FIX .. "http_api.lua\nset:\n  base: ${FAULT_BASE}\n  token: ${SECRET_TOKEN}\n"
+          .. "before_each: test -n \"${SECRET_TOKEN}\"\nmatrix:\n  outage: [0.1, 0.2]\n")
+  f:close()
+  local so
+  code, so = upgrun({ "matrix", TMP .. "/secret_set.yml", "--list" }, 30, { SECRET_TOKEN = SECRET })
+  T.eq(code, 0, so)
+  has(so, "token=***", "--list")
+  T.ok(not so:find(SECRET, 1, true), "--list never shows the secret")
+  local so2
+  code, so2 = upgrun({ "matrix", TMP .. "/secret_set.yml", "-o", TMP .. "/secret" }, 60, { SECRET_TOKEN = SECRET })
+  T.eq(code, 0, so2)
+  local mso
+  code, mso = upgrun { "merge", TMP .. "/secret", "-o", TMP .. "/secret_merged" }
+  T.eq(code, 0, mso)
+  has(mso, "Parameters of every cell: base=" .. srv.base .. " token=\\*\\*\\*", "common parameters shown once")
+  for _, text in ipairs { so2, mso, read(TMP .. "/secret/matrix.json"), read(TMP .. "/secret/0.1/report.json"),
+                          read(TMP .. "/secret_merged/index.html"), read(TMP .. "/secret_merged/junit.xml"),
+                          read(TMP .. "/secret_merged/merged.json") } do
+    T.ok(not text:find(SECRET, 1, true), "the secret appears nowhere:\n" .. text:sub(1, 400))
+  end
 end)
 
 srv.p:kill("TERM")

@@ -112,6 +112,7 @@ function M.load(path)
       error("before_each: expects a shell command (a string)", 0)
     end
     p.before_each = M.subst(doc.before_each, "before_each")
+    p.before_each_text = doc.before_each -- as written: printed, never the expanded ${...}
     if doc.fail_fast ~= nil and type(doc.fail_fast) ~= "boolean" then error("fail_fast: expects true or false", 0) end
     p.fail_fast = doc.fail_fast == true
     p.output = resolve(dir, M.subst(doc.output, "output"))
@@ -153,10 +154,17 @@ function M.load(path)
       local params, names = {}, {}
       for k, v in pairs(common) do params[k] = v end
       for _, k in ipairs(c.keys) do if not RUN_KEYS[k] then params[k] = c.values[k] end end
-      for k in pairs(params) do names[#names + 1] = k end
-      table.sort(names)
       local ok_load, declared, declared_names, sname = pcall(declared_params, c.scenario)
       if not ok_load then error(where .. ": scenario " .. tostring(declared), 0) end
+      for _, k in ipairs(c.keys) do
+        if declared[k] and declared[k].secret then
+          error(string.format("%s: %q is a secret parameter of scenario %s: give it in `set:` (its value "
+                              .. "from the environment: ${NAME}), not as a matrix value (cell ids are made of "
+                              .. "the values)", where, k, sname), 0)
+        end
+      end
+      for k in pairs(params) do names[#names + 1] = k end
+      table.sort(names)
       c.scenario_name = sname
       c.params = {}
       for _, k in ipairs(names) do

@@ -80,12 +80,29 @@ local function counts(facts)
   return table.concat(parts, ", ")
 end
 
-local function set_text(f)
+-- The parameters every cell (with parameters) has with the same value.
+local function common_params(facts)
+  local common, first = nil, true
+  for _, f in ipairs(facts) do
+    if next(f.set) ~= nil then
+      if first then
+        common, first = {}, false
+        for k, v in pairs(f.set) do common[k] = tostring(v) end
+      else
+        for k, v in pairs(common) do if tostring(f.set[k]) ~= v then common[k] = nil end end
+      end
+    end
+  end
+  if facts[2] == nil then return {} end -- one cell: show its parameters in its row
+  return common or {}
+end
+
+local function set_text(set, skip)
   local keys = {}
-  for k in pairs(f.set) do keys[#keys + 1] = k end
+  for k in pairs(set) do if not (skip and skip[k]) then keys[#keys + 1] = k end end
   table.sort(keys)
   local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(f.set[k]) end
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(set[k]) end
   return table.concat(parts, " ")
 end
 
@@ -99,6 +116,8 @@ function M.markdown(cells, warnings, code)
   local function p(s) o[#o + 1] = s end
   p(string.format("## upgrun: %s (exit %d) — %d cell(s): %s", OVERALL[code] or "?", code, #facts, counts(facts)))
   p("")
+  local common = common_params(facts)
+  if next(common) ~= nil then p("Parameters of every cell: " .. md(set_text(common))); p("") end
   p("| cell | verdict | exit | duration | DB migration | checks (pass/fail/skip) | budgets (pass/fail) | parameters |")
   p("|---|---|---|---|---|---|---|---|")
   for _, f in ipairs(facts) do
@@ -107,7 +126,7 @@ function M.markdown(cells, warnings, code)
     local name = f.link and string.format("[%s](%s)", md(f.id), f.link) or md(f.id)
     p(string.format("| %s | %s | %s | %s | %s | %s | %s | %s |", name, md(f.verdict),
                     f.exit_code and tostring(f.exit_code) or "-", secs(f.duration), secs(f.db_migration, "%.3f s"),
-                    checks, budgets, md(set_text(f))))
+                    checks, budgets, md(set_text(f.set, common))))
   end
   local names = api_names(facts)
   if #names > 0 then
@@ -174,6 +193,8 @@ function M.html(cells, warnings, code)
     .. "</style></head><body>")
   p(string.format("<h1>upgrun: %s (exit %d)</h1><p>%d cell(s): %s</p>", OVERALL[code] or "?", code, #facts,
                   h(counts(facts))))
+  local common = common_params(facts)
+  if next(common) ~= nil then p("<p>Parameters of every cell: " .. h(set_text(common)) .. "</p>") end
   p("<table><tr><th>cell</th><th>verdict</th><th>exit</th><th>duration</th><th>DB migration</th>"
     .. "<th>checks pass/fail/skip</th><th>budgets pass/fail</th><th>parameters</th><th>note</th></tr>")
   for _, f in ipairs(facts) do
@@ -185,7 +206,7 @@ function M.html(cells, warnings, code)
                     secs(f.duration), secs(f.db_migration, "%.3f s"),
                     f.checks and string.format("%d/%d/%d", f.checks.passed, f.checks.failed, f.checks.skipped) or "-",
                     f.budgets and string.format("%d/%d", f.budgets.pass, f.budgets.fail) or "-",
-                    h(set_text(f)), h(f.verdict ~= "passed" and f.reason or "")))
+                    h(set_text(f.set, common)), h(f.verdict ~= "passed" and f.reason or "")))
   end
   p("</table>")
   local names = api_names(facts)
