@@ -213,6 +213,19 @@ T.case("--fail-fast stops after the first cell that does not pass; --keep-going 
   T.eq(m.cells[2].verdict, "passed", "keep-going ran the second cell")
 end)
 
+T.case("a cell that runs past the matrix's timeout is stopped and counts as aborted (exit 3)", function()
+  local f = assert(io.open(TMP .. "/slow.yml", "w"))
+  f:write("scenario: " .. FIX .. "http_api.lua\ntimeout: 1\nset:\n  base: " .. srv.base .. "\nmatrix:\n"
+          .. "  outage: [5, 0.1]\n")
+  f:close()
+  local code, so = upgrun({ "matrix", TMP .. "/slow.yml", "-o", TMP .. "/slow", "-q" }, 60)
+  T.eq(code, 3, so)
+  has(so, "cell 5: aborted (exit 3): timed out after 1 s")
+  local m = cjson.decode(read(TMP .. "/slow/matrix.json"))
+  T.eq(m.cells[1].verdict, "aborted"); T.ok(m.cells[1].duration < 10, "stopped, not waited for")
+  T.eq(m.cells[2].verdict, "passed", "the next cell still ran")
+end)
+
 T.case("a secret parameter: refused as a matrix value, masked when given in set:", function()
   local f = assert(io.open(TMP .. "/secret_axis.yml", "w"))
   f:write("scenario: " .. FIX .. "http_api.lua\nmatrix:\n  token: [a, b]\n")
