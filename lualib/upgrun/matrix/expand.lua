@@ -145,7 +145,8 @@ function M.expand(decl, axis_order)
 end
 
 -- A cell's id: its values in key order, joined by "-", each reduced to
--- [A-Za-z0-9_.] (a scenario path to its base name without .lua). Stable: it
+-- [A-Za-z0-9_.] (a scenario path to its base name without .lua; a leading
+-- "." becomes "_"). Stable: it
 -- depends only on the cell's own values, not on its position.
 function M.cell_id(cell)
   local parts = {}
@@ -155,7 +156,8 @@ function M.cell_id(cell)
     v = v:gsub("[^%w_.]+", "_")
     parts[#parts + 1] = v
   end
-  local id = table.concat(parts, "-")
+  -- never ".", ".." or a hidden name: the id is a directory name
+  local id = table.concat(parts, "-"):gsub("^%.", "_")
   if id == "" then id = "default" end
   return id
 end
