@@ -170,6 +170,13 @@ T.case("two shards one after the other, then merge: a suite per cell, summary, i
   T.eq(merged.exit_code, 1); T.eq(#merged.cells, 4); T.eq(#merged.skipped_inputs, 1)
   T.near(merged.cells[2].probes.api.downtime, 1.5, 0.1)
 
+  -- plain run directories (no matrix.json): a cell each, named by the directory
+  code, so = upgrun { "merge", TMP .. "/shard1/503-0.2", TMP .. "/shard2/503-1.5-b_first/", "-o", TMP .. "/runs" }
+  T.eq(code, 1, so)
+  j = junit(TMP .. "/runs/junit.xml")
+  T.eq(j.suites["503-0.2"].failures, 0); T.eq(j.suites["503-1.5-b_first"].failures, 1)
+  has(so, "Parameters of every cell: base=" .. srv.base, "the runs' common --set parameters")
+  has(so, "| order=b\\_first outage=1.5 |", "the --set parameters that differ")
   -- one shard alone: the other shard's cells are missing, never passed
   code, so = upgrun { "merge", TMP .. "/shard1", "-o", TMP .. "/merged1" }
   T.eq(code, 2, "missing cells count as errors:\n" .. so)
