@@ -11,6 +11,7 @@ local file = require "upgrun.matrix.file"
 local expand = require "upgrun.matrix.expand"
 local json = require "upgrun.report.json"
 local proc = require "upgrun.proc"
+local task = require "upgrun.task"
 local time = require "upgrun.time"
 
 local M = {}
@@ -87,9 +88,10 @@ local function before_each(plan, c)
   io.stdout:flush()
   local env = { UPGRUN_MATRIX_CELL = c.id }
   for k, v in pairs(plan.env) do env[k] = v end
-  local r, err = proc.run({ "/bin/sh", "-c", plan.before_each },
-                          { timeout = plan.timeout, cwd = plan.dir, env_add = env,
-                            stdout = "inherit", stderr = "inherit" })
+  local okr, r, err = pcall(proc.run, { "/bin/sh", "-c", plan.before_each },
+                            { timeout = plan.timeout, cwd = plan.dir, env_add = env,
+                              stdout = "inherit", stderr = "inherit" })
+  if not okr then return false, "before_each stopped: the matrix was aborted", 3 end
   if not r then return false, "before_each did not finish: " .. tostring(err and err.message or err) end
   if r.status ~= 0 then return false, string.format("before_each exited with %s", tostring(r.status)) end
   return true
@@ -105,7 +107,13 @@ local function run_cell(plan, c, exe, out, quiet)
   for _, p in ipairs(c.params) do argv[#argv + 1] = "--set"; argv[#argv + 1] = p.name .. "=" .. p.value end
   local env = { UPGRUN_MATRIX_CELL = c.id }
   for k, v in pairs(plan.env) do env[k] = v end
-  local r, err = proc.run(argv, { timeout = plan.timeout, env_add = env, stdout = "inherit", stderr = "inherit" })
+  -- SIGINT/SIGTERM of the matrix cancels this wait (the child is stopped):
+  -- the cell then counts as aborted and no further cell starts
+  local okr, r, err = pcall(proc.run, argv, { timeout = plan.timeout, env_add = env, stdout = "inherit",
+                                              stderr = "inherit" })
+  if not okr then
+    return 3, "stopped: the matrix was aborted (" .. tostring(type(r) == "table" and r.message or r) .. ")"
+  end
   if not r then
     return 3, (err and err.kind == "timeout") and string.format("timed out after %g s", plan.timeout)
                 or ("did not finish: " .. tostring(err and err.message or err))
@@ -161,7 +169,10 @@ function M.main(...)
   local worst, stopped = 0, false
   for k, c in ipairs(cells) do
     local rec = record.cells[k]
-    if stopped then
+    if task.aborted() then
+      rec.reason = "the matrix was aborted (SIGINT/SIGTERM)"
+      worst = math.max(worst, 3)
+    elseif stopped then
       rec.reason = "--fail-fast: an earlier cell did not pass"
     else
       io.stdout:write(string.format("\nmatrix %s: cell %d/%d %s\n", plan.name, k, #cells, c.id))
@@ -170,8 +181,8 @@ function M.main(...)
       rec.started = os.date("!%Y-%m-%dT%H:%M:%SZ")
       local code, reason = nil, nil
       if plan.before_each then
-        local okb, why = before_each(plan, c)
-        if not okb then code, reason = 2, why end
+        local okb, why, bcode = before_each(plan, c)
+        if not okb then code, reason = bcode or 2, why end
       end
       if not code then code, reason = run_cell(plan, c, exe, out, o.quiet) end
       rec.exit_code, rec.verdict, rec.reason = code, VERDICT[code], reason

@@ -8,6 +8,7 @@
 local T = require "testlib"
 local cjson = require "cjson"
 local proc = require "upgrun.proc"
+local time = require "upgrun.time"
 
 local BIN = os.getenv("UPGRUN_BIN") or T.src("build/upgrun")
 local FIX = T.src("tests/integration/fixtures/matrix/")
@@ -231,6 +232,26 @@ T.case("a cell that runs past the matrix's timeout is stopped and counts as abor
   local m = cjson.decode(read(TMP .. "/slow/matrix.json"))
   T.eq(m.cells[1].verdict, "aborted"); T.ok(m.cells[1].duration < 10, "stopped, not waited for")
   T.eq(m.cells[2].verdict, "passed", "the next cell still ran")
+end)
+
+T.case("SIGTERM to upgrun matrix: the running cell is stopped and counted as aborted, no further cell starts",
+       function()
+  local f = assert(io.open(TMP .. "/term.yml", "w"))
+  f:write("scenario: " .. FIX .. "http_api.lua\nset:\n  base: " .. srv.base .. "\nmatrix:\n  outage: [20, 0.1]\n")
+  f:close()
+  local p = assert(proc.spawn { argv = { BIN, "matrix", TMP .. "/term.yml", "-o", TMP .. "/term", "-q" }, cwd = TMP,
+                                stdout = "null", stderr = "null" })
+  -- wait until the first cell's run has started (its samples file appears)
+  local deadline = time.mono() + 20
+  while not read(TMP .. "/term/20/samples.jsonl") and time.mono() < deadline do time.sleep(0.05) end
+  T.ok(read(TMP .. "/term/20/samples.jsonl"), "the first cell started")
+  p:kill("TERM")
+  local r = p:wait(30)
+  p:close()
+  T.eq(r and r.status, 3, "exit 3 (aborted)")
+  local m = cjson.decode(read(TMP .. "/term/matrix.json"))
+  T.eq(m.cells[1].verdict, "aborted"); has(m.cells[1].reason, "the matrix was aborted")
+  T.eq(m.cells[2].verdict, "not run"); T.eq(read(TMP .. "/term/0.1/samples.jsonl"), nil, "the second never started")
 end)
 
 T.case("a secret parameter: refused as a matrix value, masked when given in set:", function()
