@@ -150,6 +150,8 @@ T.case("two shards one after the other, then merge: a suite per cell, summary, i
   has(md, "| API | 503-0.2 | 503-1.5-b\\_first | drop-0.2 | refused-0.2 |",
       "downtime side by side, cells in matrix order")
   has(md, "budget api max\\_downtime: total downtime 1.5")
+  has(md, "| restart api | ", "downtime per step, side by side")
+  T.ok(md:find("| restart api | 0%.[12]%d%d %(api%) | 1%.[45]%d%d %(api%) |"), "the step's longest API downtime")
   has(md, (notrun:gsub("_", "\\_")) .. ": not a run", "summary lists the skipped input (Markdown-escaped)")
   T.eq(so:sub(1, #md), md, "the summary is printed")
   local j = junit(TMP .. "/merged/junit.xml")

@@ -3,7 +3,8 @@
 -- each cell's report.html, no external assets) and data (merged.json):
 -- a table of cells (verdict, exit code, duration, DB migration, checks,
 -- budgets), downtime per API per cell side by side (rows: APIs, columns:
--- cells, like `upgrun compare`), failed budgets and checks by cell.
+-- cells, like `upgrun compare`), downtime per step per cell, failed budgets
+-- and checks by cell.
 local json = require "upgrun.report.json"
 
 local M = {}
@@ -41,7 +42,28 @@ function M.facts(c)
                          outages = #(p.outages or {}), longest = n(p.longest_outage) }
   end
   f.overall_downtime = d.overall and d.overall.downtime
+  -- per step: the API out longest during it (what rounds to 0.000 s is left out)
+  f.steps = {}
+  for _, r in ipairs(d.downtime_per_step or {}) do
+    local worst, api = 0, nil
+    for name, v in pairs(r.probes or {}) do
+      if n(v) > worst or (n(v) == worst and api and name < api) then worst, api = n(v), name end
+    end
+    if api and worst >= 0.0005 then f.steps[#f.steps + 1] = { step = r.step, downtime = worst, api = api } end
+  end
   return f
+end
+
+-- Rows of the per-step table: step names in first-seen order; cell -> text.
+local function step_rows(facts)
+  local rows, index = {}, {}
+  for _, f in ipairs(facts) do
+    for _, s in ipairs(f.steps or {}) do
+      if not index[s.step] then index[s.step] = #rows + 1; rows[#rows + 1] = { step = s.step, by = {} } end
+      rows[index[s.step]].by[f.id] = string.format("%.3f (%s)", s.downtime, s.api)
+    end
+  end
+  return rows
 end
 
 local function api_names(facts)
@@ -146,6 +168,21 @@ function M.markdown(cells, warnings, code)
     for _, f in ipairs(facts) do row[#row + 1] = secs(f.overall_downtime, "%.3f") end
     p(table.concat(row, " | ") .. " |")
   end
+  local rows = step_rows(facts)
+  if #rows > 0 then
+    p("")
+    p("### Downtime per step (s, the API out longest during the step)")
+    p("")
+    local head, sep = { "| step" }, { "|---" }
+    for _, f in ipairs(facts) do head[#head + 1] = md(f.id); sep[#sep + 1] = "---" end
+    p(table.concat(head, " | ") .. " |")
+    p(table.concat(sep, "|") .. "|")
+    for _, r in ipairs(rows) do
+      local row = { "| " .. md(r.step) }
+      for _, f in ipairs(facts) do row[#row + 1] = md(r.by[f.id] or "-") end
+      p(table.concat(row, " | ") .. " |")
+    end
+  end
   local problems = {}
   for _, f in ipairs(facts) do
     if f.reason and f.verdict ~= "passed" then problems[#problems + 1] = string.format("- **%s**: %s", md(f.id),
@@ -223,6 +260,18 @@ function M.html(cells, warnings, code)
     for _, f in ipairs(facts) do p("<td class=\"num\">" .. secs(f.overall_downtime, "%.3f") .. "</td>") end
     p("</tr></table>")
   end
+  local rows = step_rows(facts)
+  if #rows > 0 then
+    p("<h2>Downtime per step</h2><p>seconds, the API out longest during the step</p><table><tr><th>step</th>")
+    for _, f in ipairs(facts) do p("<th>" .. h(f.id) .. "</th>") end
+    p("</tr>")
+    for _, r in ipairs(rows) do
+      p("<tr><td>" .. h(r.step) .. "</td>")
+      for _, f in ipairs(facts) do p("<td class=\"num\">" .. h(r.by[f.id] or "-") .. "</td>") end
+      p("</tr>")
+    end
+    p("</table>")
+  end
   local any = false
   for _, f in ipairs(facts) do
     if #f.failed_budgets + #f.failed_checks > 0 then
@@ -246,6 +295,7 @@ end
 function M.data(cells, warnings, code)
   local facts = all_facts(cells)
   for _, f in ipairs(facts) do
+    f.steps = json.array(f.steps)
     f.failed_budgets = json.array(f.failed_budgets)
     f.failed_checks = json.array(f.failed_checks)
   end
