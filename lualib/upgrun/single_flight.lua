@@ -4,7 +4,7 @@
 -- itself, so a caller that is cancelled or times out leaves nothing half-done.
 --
 --   local sf = single_flight.new(name)
---   sf:run(fn, timeout) -> true, results... | false, err   (as task:join)
+--   sf:run(fn, timeout) -> true, results... | nil, err   (as task:join)
 --   sf:busy() -> bool
 local task = require "upgrun.task"
 

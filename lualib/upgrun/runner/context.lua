@@ -41,7 +41,7 @@ local function ctx_index(ctx, k)
       -- Several tasks (probe samples) may ask at once: one connects, the others wait.
       run.cloud_flight = run.cloud_flight or single_flight.new("connect cloud")
       local ok, conn = run.cloud_flight:run(function() return connect_cloud(run) end, CLOUD_CONNECT_TIMEOUT)
-      if not ok then error(conn, 0) end
+      if not ok then error(errors.message(conn), 0) end
       run.cloud_conn = run.cloud_conn or conn
     end
     return run.cloud_conn
