@@ -333,8 +333,8 @@ T.case("a scenario file without `return s`, or returning a string: exit 2, says 
   has(se, "no_return.lua:4)", "stderr")
   has(se, "return s", "stderr")
   local p = write("returns_string.lua", "return 'oops'\n")
-  code, _, se = upgrun { p }
-  T.eq(code, 2)
+  code, so, se = upgrun { p }
+  T.eq(code, 2, so)
   has(se, "returns a string", "stderr")
   p = write("plain.lua", "io.write('plain script ran\\n')\n")
   code, so = upgrun { p }
@@ -420,11 +420,11 @@ T.case("options before and after the script; -- ends them", function()
   code, so = upgrun { "--plan", "--", FIX .. "basic.lua" }
   T.eq(code, 0, so)
   local se
-  code, _, se = upgrun { FIX .. "basic.lua", "--", "--plan" }
-  T.eq(code, 2)
+  code, so, se = upgrun { FIX .. "basic.lua", "--", "--plan" }
+  T.eq(code, 2, so)
   has(se, "unexpected argument --plan after --", "stderr")
-  code, _, se = upgrun { "--bogus", FIX .. "basic.lua" }
-  T.eq(code, 2)
+  code, so, se = upgrun { "--bogus", FIX .. "basic.lua" }
+  T.eq(code, 2, so)
   has(se, "unknown option --bogus", "stderr")
 end)
 
@@ -478,8 +478,8 @@ T.case("-v, --color and NO_COLOR", function()
                  "/dev/null" }, { timeout = 60, cwd = TMP })
   has(r.stdout or "", "\27[32mok", "a terminal gets colour by default")
   local se
-  code, _, se = upgrun { FIX .. "basic.lua", "--color=sometimes" }
-  T.eq(code, 2)
+  code, so, se = upgrun { FIX .. "basic.lua", "--color=sometimes" }
+  T.eq(code, 2, so)
   has(se, "--color expects auto, always or never", "stderr")
 end)
 
