@@ -483,5 +483,48 @@ T.case("-v, --color and NO_COLOR", function()
   has(se, "--color expects auto, always or never", "stderr")
 end)
 
+T.case("--plan -i lists each sub-step and the commands it would run on each node; runs nothing", function()
+  local marker = TMP .. "/plan-marker"
+  local r = proc.run({ BIN, "--plan", FIX .. "plan_commands.lua", "-i", FIX .. "inventory_plan.yml" },
+                     { timeout = 60, cwd = TMP, env_add = { PLAN_MARKER = marker } })
+  local so = r.stdout
+  T.eq(r.status, 0, so .. tostring(r.stderr))
+  has(so, "    step upgrade cmp1   [nodes: cmp1]\n      step stop\n        $ cmp1: systemctl stop nova-compute\n"
+    .. "      step switch code\n        $ cmp1: ln -sfn '/opt/nova new' /opt/nova\n      step start\n"
+    .. "        $ cmp1: systemctl start nova-compute\n")
+  has(so, "$ cmp2: systemctl start nova-compute")
+  has(so, "      $ ctl1: cat /var/run/ready\n      (the line above ")
+  has(so, "(not planned further: it waits for a state a dry run does not reach)")
+  has(so, "--plan does not run local commands")
+  T.ok(not exists(marker), "the local command did not run")
+  -- without -i the bodies are not run
+  local code
+  code, so = upgrun { "--plan", FIX .. "plan_commands.lua" }
+  T.eq(code, 0, so)
+  has(so, "step upgrade <computes>   [nodes: <computes>]")
+  T.ok(not so:find("$ ", 1, true), "no commands without -i")
+end)
+
+T.case("a hook attached to a stage name is exit 2; a hook that never ran is a warning", function()
+  local p = write("stage_hook.lua", table.concat({
+    "local scenario = require 'upgrun.scenario'",
+    "local s = scenario.new { name = 'stage_hook' }",
+    "s:stage('upgrade', function(ctx) ctx:step('a', function() end) end)",
+    "s:hook('upgrade', 'before', function() end)",
+    "return s", "" }, "\n"))
+  local code, so, se = upgrun { p, "-o", TMP .. "/stagehook" }
+  T.eq(code, 2, so)
+  has(se, 'stage_hook.lua:4: hook "before upgrade": upgrade is a stage', "stderr")
+  p = write("unused_hook.lua", table.concat({
+    "local scenario = require 'upgrun.scenario'",
+    "local s = scenario.new { name = 'unused_hook' }",
+    "s:stage('upgrade', function(ctx) ctx:step('a', function() end) end)",
+    "s:hook('db_migraton', 'before', function() end)",
+    "return s", "" }, "\n"))
+  code, so, se = upgrun { p, "-o", TMP .. "/unusedhook" }
+  T.eq(code, 0, so)
+  has(se, 'unused_hook.lua:4: hook "before db_migraton" never ran', "stderr")
+end)
+
 os.execute("rm -rf '" .. TMP .. "'")
 return T.done()

@@ -45,13 +45,14 @@ end
 
 local function run_plan(s, run)
   run.ledger = ledger.new(nil)
+  run.exec = plan.new(run)
   if run.opts.inventory then
-    local _, err = run:load_inventory()
-    if err then return fail(err) end
+    local inv, err = run:load_inventory()
+    if not inv then return fail(err) end
+    run.inventory = plan.dry_inventory(run.exec, inv)
   else
     run.inventory = plan.symbolic_inventory()
   end
-  run.exec = plan.new(run)
   local ctx = context.new(run)
   local ok, err = executor.run_setups(run, ctx)
   if not ok then return fail(s.name .. ": " .. err) end
@@ -118,6 +119,9 @@ local function run_for_real(s, run)
   if opts.quiet then run.opts.quiet = false end
   report.console(run)
   for _, msg in ipairs(run.scenario_errors) do io.stderr:write("upgrun: ", msg, "\n") end
+  if not run.aborted then
+    for _, msg in ipairs(validate.unused_hooks(run)) do io.stderr:write("upgrun: warning: ", msg, "\n") end
+  end
   return run.exit_code
 end
 

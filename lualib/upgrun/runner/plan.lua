@@ -1,9 +1,14 @@
 -- upgrun.runner.plan — `--plan`: a dry-run executor with the executor's
 -- methods. Stage functions run with ctx.plan = true; each ctx:step is listed
--- (nodes, hook point, the hooks that would run around it) and its body is not
--- run; checks are recorded as planned. Without -i, ctx.inventory is a
--- symbolic inventory whose groups are one placeholder node named <group>,
--- so stages that pick nodes still list their steps.
+-- (nodes, hook point, the hooks that would run around it); checks are
+-- recorded as planned. Without -i, step bodies are not run and ctx.inventory
+-- is a symbolic inventory whose groups are one placeholder node named
+-- <group>, so stages that pick nodes still list their steps. With -i, step
+-- bodies run too, on dry nodes: each command is listed with its node and
+-- answers status 0 with no output, uploads are listed, nothing connects;
+-- local commands, HTTP and the cloud refuse; a body is planned for at most
+-- BODY_LIMIT seconds (a wait for a state a dry run never reaches stops it).
+local task = require "upgrun.task"
 local executor = require "upgrun.runner.executor"
 local scenario = require "upgrun.scenario"
 
@@ -11,11 +16,25 @@ local M = {}
 local Plan = {}
 Plan.__index = Plan
 
+M.BODY_LIMIT = 0.5
+
 function M.new(run, out)
   return setmetatable({ run = run, out = out or function(line) io.stdout:write(line, "\n") end }, Plan)
 end
 
-function Plan:say(line) self.out(line) end
+-- Prints a line; the same line again is counted, not repeated (a polling loop).
+function Plan:say(line)
+  if line == self.last then
+    self.repeats = (self.repeats or 0) + 1
+    return
+  end
+  if (self.repeats or 0) > 0 then
+    self.out(string.format("%s(the line above %d more time%s)", self.last:match("^%s*"), self.repeats,
+                           self.repeats == 1 and "" or "s"))
+  end
+  self.last, self.repeats = line, 0
+  self.out(line)
+end
 
 -- A placeholder for the nodes of a group when no inventory is given.
 local Symbolic = {}
@@ -32,6 +51,91 @@ function Symbolic.has_group() return true end
 function Symbolic.groups() return {} end
 function Symbolic.close() end
 function M.symbolic_inventory() return setmetatable({ vars = {}, seen = {}, symbolic = true }, Symbolic) end
+
+-- A node whose commands are listed, not run (-i under --plan).
+local function dry_node(plan, node)
+  local dry = {}
+  local function say(what)
+    plan:say(string.rep("  ", #plan.run:stack() + 2) .. "$ " .. node.name .. ": " .. what)
+  end
+  function dry.run(_, cmd, opts)
+    say((opts and opts.display) or cmd)
+    return { status = 0, ok = true, stdout = "", stderr = "", duration = 0, dry = true }
+  end
+  function dry.run_argv(self, argv, opts) return dry.run(self, require("upgrun.shell").join(argv), opts) end
+  function dry.upload(_, _, remote_path) say("upload " .. tostring(remote_path)); return true end
+  function dry.session() return nil, require("upgrun.errors").new("usage", "--plan: no SSH session in a dry run") end
+  function dry.close() end
+  function dry.service(self, name) return require("upgrun.services").get(self, name) end
+  return setmetatable(dry, { __index = node, __tostring = function() return "node " .. node.name end })
+end
+
+-- The -i inventory with dry nodes.
+function M.dry_inventory(plan, inv)
+  local cache = {}
+  local function wrap(n)
+    if type(n) ~= "table" then return n end
+    cache[n] = cache[n] or dry_node(plan, n)
+    return cache[n]
+  end
+  local function wrap_list(list)
+    local out = {}
+    for i, n in ipairs(list) do out[i] = wrap(n) end
+    return out
+  end
+  return setmetatable({ dry = true }, { __index = function(_, k)
+    local v = inv[k]
+    if k == "group" or k == "hosts" then return function(_, ...) return wrap_list(v(inv, ...)) end end
+    if k == "host" then return function(_, ...) return wrap(v(inv, ...)) end end
+    if type(v) == "function" then return function(_, ...) return v(inv, ...) end end
+    return v
+  end })
+end
+
+-- While fn runs, local commands and HTTP requests refuse (a plan runs nothing).
+local function without_side_effects(fn)
+  local saved = {}
+  local function refuse(mod, what)
+    local m = require(mod)
+    for k, f in pairs(m) do
+      if type(f) == "function" and (mod ~= "upgrun.proc" or k == "run" or k == "spawn") then
+        saved[#saved + 1] = { m, k, f }
+        m[k] = function() error("--plan does not run " .. what, 2) end
+      end
+    end
+  end
+  refuse("upgrun.proc", "local commands")
+  refuse("upgrun.http", "HTTP requests")
+  local r = table.pack(pcall(fn))
+  for _, x in ipairs(saved) do x[1][x[2]] = x[3] end
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+M.without_side_effects = without_side_effects
+
+-- Runs a step body on dry nodes (with -i), listing its sub-steps and commands.
+function Plan:dry_body(ctx, spec, st)
+  local run = self.run
+  local stack = run:stack()
+  stack[#stack + 1] = st
+  local inherited = {}
+  for i, x in ipairs(stack) do inherited[i] = x end
+  local ok, e = xpcall(function()
+    local r, err = task.with_timeout(M.BODY_LIMIT, function()
+      run.stacks[task.current()] = inherited
+      spec.fn(ctx, st)
+      return true
+    end)
+    if r == nil and type(err) == "table" and err.kind == "timeout" then
+      error("it waits for a state a dry run does not reach", 0)
+    end
+  end, executor.error_handler)
+  stack[#stack] = nil
+  if not ok and e ~= executor.STOP then
+    self:say(string.format("%s(not planned further: %s)", string.rep("  ", st.depth + 3),
+                           (e.message or tostring(e)):gsub("\n.*", "")))
+  end
+end
 
 function Plan:run_step(ctx, spec)
   local run = self.run
@@ -52,6 +156,7 @@ function Plan:run_step(ctx, spec)
   if spec.timeout then extra[#extra + 1] = string.format("timeout %g s", spec.timeout) end
   self:say(string.rep("  ", st.depth + 2) .. "step " .. st.name ..
            (#extra > 0 and ("   [" .. table.concat(extra, "; ") .. "]") or ""))
+  if run.inventory and run.inventory.dry then self:dry_body(ctx, spec, st) end
   return true
 end
 
@@ -106,7 +211,9 @@ function Plan:execute(ctx)
     self:say("inventory: " .. run.opts.inventory)
   end
   self:say("stages:")
-  for _, stage in ipairs(s.stages) do self:run_stage(ctx, stage) end
+  without_side_effects(function()
+    for _, stage in ipairs(s.stages) do self:run_stage(ctx, stage) end
+  end)
   self:say("probes:")
   for _, p in ipairs(s.probes) do
     local b = budget_text(p.budget)

@@ -1,9 +1,12 @@
 -- upgrun.runner.validate — catches the typos that would otherwise give a
 -- false PASS, before anything runs: a probe's stages, baseline or budget
--- keys, and the scenario budget's keys, that name nothing declared. Each
--- message names the scenario file and line and the known names.
+-- keys, and the scenario budget's keys, that name nothing declared; a hook
+-- attached to a stage name. Each message names the scenario file and line
+-- and the known names. After a run, unused_hooks lists the hooks that
+-- matched no step (a warning: the step may exist only under other params).
 --
 --   validate.scenario(s) -> true | nil, message
+--   validate.unused_hooks(run) -> {message, ...}
 local M = {}
 
 local function budget_keys()
@@ -69,8 +72,30 @@ function M.scenario(s)
     check_budget(p.budget, "probe " .. p.name, where, problems)
   end
   check_budget(s.scenario_budget, "scenario", s.budget_where or s.declared_at, problems)
+  for _, h in ipairs(s.hooks) do
+    if stages[h.point] then
+      problems[#problems + 1] = string.format("%s: hook %q: %s is a stage; hooks attach to a step name, a step's "
+        .. "hook_point or \"*\" (stages: %s)", tostring(h.source), h.name, h.point, known)
+    end
+  end
   if #problems > 0 then return nil, table.concat(problems, "\n") end
   return true
+end
+
+function M.unused_hooks(run)
+  local used = {}
+  for _, rec in ipairs(run.hooks_run) do used[rec.name .. "\0" .. tostring(rec.source)] = true end
+  local points = {}
+  for _, st in ipairs(run.steps) do if st.hook_point then points[st.hook_point] = true end end
+  local out = {}
+  for _, h in ipairs(run.s.hooks) do
+    if not used[h.name .. "\0" .. tostring(h.source)] then
+      out[#out + 1] = string.format("%s: hook %q never ran: no step named %s or with hook_point %s ran "
+        .. "(hook points that ran: %s)", tostring(h.source), h.name, h.point, h.point,
+        next(points) and table.concat(sorted_keys(points), ", ") or "none")
+    end
+  end
+  return out
 end
 
 return M
