@@ -319,7 +319,7 @@ T.case("typos: an unknown probe stage, baseline or budget key is exit 2 naming f
     T.eq(code, 2, c[1] .. ": " .. so .. se)
     has(se, path .. ":4: probe api", c[1] .. " stderr")
     has(se, c[3], c[1] .. " stderr")
-    T.eq(read(out .. "/report.json"), nil, c[1] .. ": nothing ran")
+    T.ok(not exists(out), c[1] .. ": nothing ran, no output directory")
     code, so, se = upgrun { path, "--plan" }
     T.eq(code, 2, c[1] .. " --plan: " .. so)
     has(se, c[3], c[1] .. " --plan stderr")
@@ -367,6 +367,11 @@ T.case("--set of an empty list, -i without a file, a missing -i file: exit 2 bef
   T.eq(code, 2)
   has(se, "-i " .. TMP .. "/no-such-inventory.yml: no such file", "stderr")
   T.ok(not exists(TMP .. "/missinv"), "checked before the output directory is made")
+  local inv = write("bad-inventory.yml", "all:\n  hosts: [\n")
+  code, _, se = upgrun { FIX .. "typos.lua", "-i", inv, "-o", TMP .. "/badinv" }
+  T.eq(code, 2, se)
+  has(se, "bad-inventory.yml", "stderr")
+  T.ok(not exists(TMP .. "/badinv"), "a run that did not start leaves no directory it made")
 end)
 
 T.case("a reused -o directory is refused (exit 2, named) unless --force, which keeps the earlier ledger records",

@@ -63,9 +63,17 @@ end
 
 local function run_for_real(s, run)
   local opts = run.opts
-  local dir, previous = outdir.prepare(opts, s.name)
+  -- declaration typos first: nothing is created for a scenario that cannot run
+  local vok, verr = validate.scenario(s, true)
+  if not vok then return fail(verr) end
+  local dir, previous, created = outdir.prepare(opts, s.name)
   if not dir then return fail(previous) end
   run.out = dir
+  -- a run stopped before it starts leaves no directory it made behind
+  local function fail_early(msg)
+    if created then outdir.remove(dir) end
+    return fail(msg)
+  end
   run.ledger = ledger.new(run.out .. "/ledger.json", { scenario = s.name, started = run.tl:wall(), output = run.out })
   if previous then
     local n = run.ledger:import(previous, run.out .. "/ledger.json (earlier run, --force)")
@@ -73,14 +81,9 @@ local function run_for_real(s, run)
   end
   if opts.ledger then
     local doc, lerr = ledger.read(opts.ledger)
-    if not doc then return fail("--ledger: " .. lerr) end
+    if not doc then return fail_early("--ledger: " .. lerr) end
     local n = run.ledger:import(doc, opts.ledger)
     run.tl:event("ledger_import", { file = opts.ledger, resources = n })
-  end
-  run.samples_file = io.open(run.out .. "/samples.jsonl", "w")
-  local report = require "upgrun.report"
-  for _, p in ipairs(s.probes) do
-    p.on_sample = function(smp) report.write_sample(run, smp) end
   end
 
   -- Node commands and service actions (upgrun.nodes' event log) go on the
@@ -94,14 +97,19 @@ local function run_for_real(s, run)
 
   if opts.inventory then
     local _, ierr = run:load_inventory() -- before any probe starts: a bad file stops the run here
-    if ierr then unsub(); return fail(ierr) end
+    if ierr then unsub(); return fail_early(ierr) end
   end
   run.exec = executor.new(run)
   local ctx = context.new(run)
   local ok, err = executor.run_setups(run, ctx)
-  if not ok then unsub(); return fail(s.name .. ": " .. err) end
-  local vok, verr = validate.scenario(s)
-  if not vok then unsub(); return fail(verr) end
+  if not ok then unsub(); return fail_early(s.name .. ": " .. err) end
+  vok, verr = validate.scenario(s) -- again: setup functions may change probes
+  if not vok then unsub(); return fail_early(verr) end
+  run.samples_file = io.open(run.out .. "/samples.jsonl", "w")
+  local report = require "upgrun.report"
+  for _, p in ipairs(s.probes) do
+    p.on_sample = function(smp) report.write_sample(run, smp) end
+  end
   if not opts.quiet then
     run.tl:listen(console.listener { verbose = opts.verbose, color = console.use_color(opts.color) })
     io.stdout:write(string.format("upgrun: scenario %s -> %s\n", s.name, run.out))

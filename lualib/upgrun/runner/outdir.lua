@@ -4,7 +4,8 @@
 -- dropped); the default out/<scenario>-<UTC time with ms>-<pid> is created
 -- atomically (mkdir), with -2, -3 ... appended if it exists all the same.
 --
---   outdir.prepare(opts, scenario_name) -> dir, previous_ledger_doc | nil, message
+--   outdir.prepare(opts, scenario_name) -> dir, previous_ledger_doc, created | nil, message
+--   outdir.remove(dir)    removes a directory prepare created (a run that did not start)
 local shell = require "upgrun.shell"
 local time = require "upgrun.time"
 local ledger = require "upgrun.ledger"
@@ -60,13 +61,17 @@ function M.prepare(opts, name)
       if sh_ok("mkdir " .. shell.quote(dir)) then
         local ok, err = writable(dir)
         if not ok then return nil, err end
-        return dir
+        return dir, nil, true
       end
       dir = base .. "-" .. i
     end
     return nil, "cannot create a new output directory " .. base
   end
   local dir = opts.output
+  if sh_ok("test -e " .. shell.quote(dir) .. " -a ! -d " .. shell.quote(dir)) then
+    return nil, "output directory " .. dir .. " exists and is not a directory"
+  end
+  local created = not sh_ok("test -d " .. shell.quote(dir))
   local existing = entries(dir)
   local previous
   if #existing > 0 then
@@ -87,7 +92,9 @@ function M.prepare(opts, name)
   if not sh_ok("mkdir -p " .. shell.quote(dir)) then return nil, "cannot create output directory " .. dir end
   local ok, err = writable(dir)
   if not ok then return nil, err end
-  return dir, previous
+  return dir, previous, created
 end
+
+function M.remove(dir) os.execute("rm -rf " .. shell.quote(dir) .. " 2>/dev/null") end
 
 return M
