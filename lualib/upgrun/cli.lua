@@ -29,6 +29,7 @@ Scenario options (before or after the scenario file; -- ends them):
       --plan             print stages, steps, hooks, probes and nodes; run nothing
   -q, --quiet            print only the summary
   -v, --verbose          also print passing checks, hooks and node commands
+      --events FILE      every timeline event as a JSON line, as it happens
       --color[=WHEN]     auto (default), always, never; NO_COLOR=1 means never
   -h, --help             this text (after a scenario: its parameters too)
 
@@ -45,7 +46,8 @@ local FLAGS = { ["--keep"] = true, ["--force"] = true, ["--plan"] = true, ["-q"]
                 ["-v"] = true, ["--verbose"] = true, ["--color"] = true, ["--colour"] = true, ["-h"] = true,
                 ["--help"] = true }
 local TAKES_VALUE = { ["-i"] = true, ["--inventory"] = true, ["--cloud"] = true, ["-o"] = true,
-                      ["--output"] = true, ["--set"] = true, ["--hooks"] = true, ["--ledger"] = true }
+                      ["--output"] = true, ["--set"] = true, ["--hooks"] = true, ["--ledger"] = true,
+                      ["--events"] = true }
 
 local function usage(msg)
   io.stderr:write("upgrun: ", msg, "\n(upgrun --help lists the options)\n")

@@ -531,5 +531,30 @@ T.case("a hook attached to a stage name is exit 2; a hook that never ran is a wa
   has(se, 'unused_hook.lua:4: hook "before db_migraton" never ran', "stderr")
 end)
 
+T.case("--events FILE: every timeline event as a JSON line, secrets redacted (a second listener)", function()
+  local out, ev = TMP .. "/events", TMP .. "/events.jsonl"
+  local code, so = upgrun { FIX .. "basic.lua", "-o", out, "--events", ev, "--set", "sleep=0",
+                            "--set", "password=hunter2-xyz", "--set", "fail_check=yes" }
+  T.eq(code, 1, so)
+  local text = read(ev)
+  T.ok(text and not text:find("hunter2", 1, true), "no secret in the event log")
+  local kinds, n = {}, 0
+  for line in text:gmatch("[^\n]+") do
+    local e = cjson.decode(line)
+    n = n + 1
+    kinds[e.kind] = (kinds[e.kind] or 0) + 1
+    if e.kind == "step_end" and e.step == "computes / compute 2" then T.eq(e.result, "passed") end
+    if e.kind == "check" and e.result == "failed" then T.eq(e.detail, "password ***") end
+  end
+  local doc = report(out)
+  T.eq(n, #doc.timeline, "one line per timeline event")
+  T.eq(kinds.stage_start, 4, "before, upgrade, after, cleanup")
+  T.eq(kinds.step_start, kinds.step_end)
+  local se
+  code, so, se = upgrun { FIX .. "basic.lua", "-o", TMP .. "/events2", "--events", TMP .. "/no/such/dir/ev" }
+  T.eq(code, 2, so)
+  has(se, "--events: cannot write", "stderr")
+end)
+
 os.execute("rm -rf '" .. TMP .. "'")
 return T.done()

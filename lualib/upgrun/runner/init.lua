@@ -17,6 +17,7 @@ local plan = require "upgrun.runner.plan"
 local console = require "upgrun.runner.console"
 local outdir = require "upgrun.runner.outdir"
 local validate = require "upgrun.runner.validate"
+local jsonlog = require "upgrun.runner.jsonlog"
 
 local EXIT = scenario.EXIT
 local M = {}
@@ -110,6 +111,14 @@ local function run_for_real(s, run)
   for _, p in ipairs(s.probes) do
     p.on_sample = function(smp) report.write_sample(run, smp) end
   end
+  local close_events
+  if opts.events then
+    local listener, close_or_err = jsonlog.open(opts.events, function(x) return run:redact(x) end)
+    if not listener then unsub(); return fail_early(close_or_err) end
+    for _, e in ipairs(run.tl.events) do listener(e) end -- what happened before (ledger imports)
+    run.tl:listen(listener)
+    close_events = close_or_err
+  end
   if not opts.quiet then
     run.tl:listen(console.listener { verbose = opts.verbose, color = console.use_color(opts.color) })
     io.stdout:write(string.format("upgrun: scenario %s -> %s\n", s.name, run.out))
@@ -117,6 +126,7 @@ local function run_for_real(s, run)
   end
   run.exec:execute(ctx)
   unsub()
+  if close_events then close_events() end
   report.analyse(run)
   run.verdict, run.exit_code = run:verdict()
   local wok, werr = pcall(report.write_all, run)

@@ -22,7 +22,8 @@ usage: upgrun [options] SCENARIO.lua [options] [--]
       --plan             print stages, steps, hooks, probes and nodes; run nothing
                          (with -i: also the nodes of each step)
   -q, --quiet            print only the summary
-  -v, --verbose          also print log lines, checks that pass and hooks
+  -v, --verbose          also print checks that pass, hooks and node commands
+      --events FILE      every timeline event as a JSON line, as it happens
       --color[=WHEN]     colour the console: auto (default), always, never;
                          NO_COLOR in the environment means never
   -h, --help             this text and the scenario's parameters
@@ -32,7 +33,7 @@ exit codes: 0 passed, 1 a check or budget failed, 2 bad invocation/config/scenar
 -- Options that take a value, and what the value is (for "-i needs a file").
 M.VALUE = { ["-i"] = "a file", ["--inventory"] = "a file", ["--cloud"] = "a cloud name",
             ["-o"] = "a directory", ["--output"] = "a directory", ["--set"] = "KEY=VALUE",
-            ["--hooks"] = "a file", ["--ledger"] = "a file" }
+            ["--hooks"] = "a file", ["--ledger"] = "a file", ["--events"] = "a file" }
 
 local function convert(spec, raw)
   local t = spec.type
@@ -99,6 +100,7 @@ function M.parse(s, args)
     elseif a == "--set" then opts.sets[#opts.sets + 1] = value(a, inline)
     elseif a == "--hooks" then opts.hooks[#opts.hooks + 1] = value(a, inline)
     elseif a == "--ledger" then opts.ledger = value(a, inline)
+    elseif a == "--events" then opts.events = value(a, inline)
     elseif a == "--keep" then opts.keep = true
     elseif a == "--force" then opts.force = true
     elseif a == "--plan" then opts.plan = true
