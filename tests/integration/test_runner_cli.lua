@@ -352,6 +352,9 @@ T.case("a duplicate step name: exit 2 with both places; other steps still record
   T.eq(doc.exit_code, 2, "the report agrees with the exit code")
   code = upgrun { FIX .. "typos.lua", "-o", TMP .. "/nodup" }
   T.eq(code, 0, "without the duplicate the same scenario passes")
+  code, so, se = upgrun { FIX .. "typos.lua", "--plan", "--set", "dup=true" }
+  T.eq(code, 2, so)
+  has(se, 'step "restart" is declared twice', "--plan stderr")
 end)
 
 T.case("--set of an empty list, -i without a file, a missing -i file: exit 2 before anything runs", function()

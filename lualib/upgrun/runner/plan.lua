@@ -22,9 +22,10 @@ function M.new(run, out)
   return setmetatable({ run = run, out = out or function(line) io.stdout:write(line, "\n") end }, Plan)
 end
 
--- Prints a line; the same line again is counted, not repeated (a polling loop).
-function Plan:say(line)
-  if line == self.last then
+-- Prints a line; a command line printed again right after itself is counted,
+-- not repeated (a polling loop).
+function Plan:say(line, collapsible)
+  if collapsible and line == self.last then
     self.repeats = (self.repeats or 0) + 1
     return
   end
@@ -56,7 +57,7 @@ function M.symbolic_inventory() return setmetatable({ vars = {}, seen = {}, symb
 local function dry_node(plan, node)
   local dry = {}
   local function say(what)
-    plan:say(string.rep("  ", #plan.run:stack() + 2) .. "$ " .. node.name .. ": " .. what)
+    plan:say(string.rep("  ", #plan.run:stack() + 2) .. "$ " .. node.name .. ": " .. what, true)
   end
   function dry.run(_, cmd, opts)
     say((opts and opts.display) or cmd)
