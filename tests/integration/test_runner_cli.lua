@@ -559,5 +559,20 @@ T.case("--events FILE: every timeline event as a JSON line, secrets redacted (a 
   has(se, "--events: cannot write", "stderr")
 end)
 
+T.case("OS_* without a password: the step error says which settings and what is missing", function()
+  local p = write("cloud_nopw.lua", table.concat({
+    "local scenario = require 'upgrun.scenario'",
+    "local s = scenario.new { name = 'cloud_nopw' }",
+    "s:stage('before', function(ctx) ctx:step('connect', function() return ctx.cloud end) end)",
+    "return s", "" }, "\n"))
+  local r = proc.run({ BIN, p, "-o", TMP .. "/nopw" }, { timeout = 60, cwd = TMP,
+    env = { PATH = os.getenv("PATH"), HOME = TMP, OS_AUTH_URL = "http://127.0.0.1:9/v3", OS_USERNAME = "admin",
+            OS_PROJECT_NAME = "admin" } })
+  T.eq(r.status, 1, r.stdout .. r.stderr)
+  has(r.stdout, "cannot connect to cloud (OS_*)", "stdout")
+  has(r.stdout, "password", "stdout")
+  T.ok(not r.stdout:find("cloud nil", 1, true), r.stdout)
+end)
+
 os.execute("rm -rf '" .. TMP .. "'")
 return T.done()
