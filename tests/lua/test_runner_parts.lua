@@ -150,6 +150,14 @@ T.case("plan: the symbolic inventory names groups instead of nodes", function()
   T.eq(next(g[1].vars), nil)
 end)
 
+T.case("plan: a command repeated right after itself is counted, a repeated step is not", function()
+  local lines = {}
+  local pl = plan.new({}, function(l) lines[#lines + 1] = l end)
+  pl:say("    $ n1: poll", true); pl:say("    $ n1: poll", true); pl:say("    $ n1: poll", true)
+  pl:say("  step a"); pl:say("  step a")
+  T.eq(table.concat(lines, "\n"), "    $ n1: poll\n    (the line above 2 more times)\n  step a\n  step a")
+end)
+
 T.case("outdir: refuses a non-empty directory without --force; default names are new", function()
   local base = os.tmpname()
   os.remove(base)

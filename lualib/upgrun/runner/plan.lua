@@ -6,9 +6,11 @@
 -- <group>, so stages that pick nodes still list their steps. With -i, step
 -- bodies run too, on dry nodes: each command is listed with its node and
 -- answers status 0 with no output, uploads are listed, nothing connects;
--- local commands, HTTP and the cloud refuse; a body is planned for at most
--- BODY_LIMIT seconds (a wait for a state a dry run never reaches stops it).
+-- local commands, HTTP and the cloud refuse; a sleep (a poll for a state a
+-- dry run never reaches) stops the listing of that step, and a top-level step
+-- is planned for at most BODY_LIMIT seconds (any other wait).
 local task = require "upgrun.task"
+local time = require "upgrun.time"
 local executor = require "upgrun.runner.executor"
 local scenario = require "upgrun.scenario"
 
@@ -19,7 +21,8 @@ Plan.__index = Plan
 M.BODY_LIMIT = 0.5
 
 function M.new(run, out)
-  return setmetatable({ run = run, out = out or function(line) io.stdout:write(line, "\n") end }, Plan)
+  return setmetatable({ run = run, out = out or function(line) io.stdout:write(line, "\n") end,
+                        real_sleep = time.sleep }, Plan)
 end
 
 -- Prints a line; a command line printed again right after itself is counted,
@@ -60,6 +63,7 @@ local function dry_node(plan, node)
     plan:say(string.rep("  ", #plan.run:stack() + 2) .. "$ " .. node.name .. ": " .. what, true)
   end
   function dry.run(_, cmd, opts)
+    plan.real_sleep(0) -- a cancellation point: a cancelled listing stops here
     say((opts and opts.display) or cmd)
     return { status = 0, ok = true, stdout = "", stderr = "", duration = 0, dry = true }
   end
@@ -93,9 +97,11 @@ function M.dry_inventory(plan, inv)
   end })
 end
 
--- While fn runs, local commands and HTTP requests refuse (a plan runs nothing).
+-- While fn runs, local commands and HTTP requests refuse (a plan runs nothing)
+-- and a sleep stops the step it is in.
 local function without_side_effects(fn)
-  local saved = {}
+  local saved = { { time, "sleep", time.sleep } }
+  time.sleep = function() error("it waits for a state a dry run does not reach", 2) end
   local function refuse(mod, what)
     local m = require(mod)
     for k, f in pairs(m) do
@@ -122,6 +128,7 @@ function Plan:dry_body(ctx, spec, st)
   local inherited = {}
   for i, x in ipairs(stack) do inherited[i] = x end
   local ok, e = xpcall(function()
+    if st.depth > 0 then return spec.fn(ctx, st) end -- within the top-level step's limit
     local r, err = task.with_timeout(M.BODY_LIMIT, function()
       run.stacks[task.current()] = inherited
       spec.fn(ctx, st)
@@ -132,6 +139,7 @@ function Plan:dry_body(ctx, spec, st)
     end
   end, executor.error_handler)
   stack[#stack] = nil
+  if not ok and executor.is_cancel(e) then error(e, 0) end -- the listing was stopped above: unwind
   if not ok and e ~= executor.STOP then
     self:say(string.format("%s(not planned further: %s)", string.rep("  ", st.depth + 3),
                            (e.message or tostring(e)):gsub("\n.*", "")))
