@@ -25,8 +25,7 @@ local function is_null(v) return v == nil or v == yaml.null or v == cjson.null e
 local function inv_error(file, line, field, fmt, ...)
   local msg = string.format(fmt, ...)
   local where = file .. (line and (":" .. line) or "")
-  return setmetatable({ kind = "inventory", message = where .. ": " .. msg, file = file,
-    line = line, field = field }, { __tostring = function(e) return "inventory: " .. e.message end })
+  return require("upgrun.errors").new("inventory", where .. ": " .. msg, { file = file, line = line, field = field })
 end
 
 -- Best-effort line of a YAML path (e.g. {"compute", "hosts", "cmp3",

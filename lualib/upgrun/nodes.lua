@@ -14,6 +14,7 @@
 -- channel per command.
 local ssh = require "upgrun.ssh"
 local task = require "upgrun.task"
+local single_flight = require "upgrun.single_flight"
 local time = require "upgrun.time"
 
 local M = {}
@@ -62,28 +63,18 @@ local function ev_finish(ev, ok, err, extra)
 end
 M._ev_start, M._ev_finish = ev_start, ev_finish
 
-local function mkerr(kind, fmt, ...)
-  return setmetatable({ kind = kind, message = string.format(fmt, ...) },
-    { __tostring = function(e) return e.kind .. ": " .. e.message end })
-end
+local mkerr = require("upgrun.errors").newf
 M._mkerr = mkerr
 
 -- ---- shell quoting -------------------------------------------------------
 
 -- Quotes one argument for a POSIX shell: safe words stay as they are,
 -- anything else is single-quoted ('\'' for embedded quotes).
-function M.quote(arg)
-  arg = tostring(arg)
-  if arg ~= "" and not arg:find("[^%w%-_%./:=@,+%%]") then return arg end
-  return "'" .. arg:gsub("'", "'\\''") .. "'"
-end
+-- (upgrun.shell, kept here under the names callers use.)
+M.quote = require("upgrun.shell").quote
 
 -- Joins an argv into one shell-safe command line.
-function M.join(argv)
-  local t = {}
-  for i, a in ipairs(argv) do t[i] = M.quote(a) end
-  return table.concat(t, " ")
-end
+M.join = require("upgrun.shell").join
 
 -- ---- nodes ------------------------------------------------------------------
 
@@ -127,8 +118,10 @@ function Node:__tostring() return "node " .. self.name end
 function Node:session()
   local s = self._session
   if s and s:is_open() then return s end
-  if self._connecting then
-    local ok, sess, err = self._connecting:join(self.connect_timeout + 5)
+  -- one caller connects, the others wait (upgrun.single_flight)
+  self._connect_flight = self._connect_flight or single_flight.new("connect " .. self.name)
+  if self._connect_flight:busy() then
+    local ok, sess, err = self._connect_flight:run(nil, self.connect_timeout + 5)
     if not ok then return nil, sess end
     return sess, err
   end
@@ -149,9 +142,7 @@ function Node:session()
     if sess then self._session = sess end
     return sess, err
   end
-  self._connecting = task.spawn("connect " .. self.name, connect)
-  local ok, sess, err = self._connecting:join()
-  self._connecting = nil
+  local ok, sess, err = self._connect_flight:run(connect)
   if not ok then return nil, sess end
   return sess, err
 end

@@ -4,15 +4,14 @@
 --   wall = UTC wall time, ISO 8601 with milliseconds (for people and logs)
 -- Probe samples use the same `t` base (they live in samples.jsonl).
 local time = require "upgrun.time"
+local units = require "upgrun.units"
 
 local M = {}
 M.__index = M
 
 -- ISO 8601 UTC with milliseconds from epoch seconds.
 function M.iso(epoch)
-  local s = math.floor(epoch)
-  local ms = math.floor((epoch - s) * 1000 + 0.5)
-  if ms >= 1000 then s, ms = s + 1, ms - 1000 end
+  local s, ms = units.split_ms(epoch)
   return os.date("!%Y-%m-%dT%H:%M:%S", s) .. string.format(".%03dZ", ms)
 end
 

@@ -10,36 +10,17 @@ local E = {}
 
 -- Reuse the runtime's error metatable (its __tostring gives "kind: message")
 -- so our errors print like the primitives' ones.
-local MT = (debug and debug.getregistry and debug.getregistry()["upgrun.error"]) or {
-  __tostring = function(e) return tostring(e.kind) .. ": " .. tostring(e.message) end,
-}
-E.MT = MT
+local errors = require "upgrun.errors"
+E.MT = errors.MT
 
--- Builds an error {kind=, message=, ...fields}.
-function E.new(kind, message, fields)
-  local e = {}
-  if fields then for k, v in pairs(fields) do e[k] = v end end
-  e.kind, e.message = kind, message
-  return setmetatable(e, MT)
-end
-
-local function escape(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
+-- Builds an error {kind=, message=, ...fields} (upgrun.errors).
+E.new = errors.new
 
 -- Replaces every occurrence of each secret (strings of 4+ characters) in s by
 -- "***", and blanks the values of anything that looks like a token or a
 -- password header/field even when the secret is unknown to us.
-function E.scrub(s, secrets)
-  if type(s) ~= "string" then return s end
-  if secrets then
-    for _, sec in ipairs(secrets) do
-      if type(sec) == "string" and #sec >= 4 then s = s:gsub(escape(sec), "***") end
-    end
-  end
-  s = s:gsub("([Xx]%-[%w%-]*[Tt]oken%s*[:=]%s*)[^%s,;\"']+", "%1***")
-  s = s:gsub('("[%w_]*password"%s*:%s*)"[^"]*"', '%1"***"')
-  s = s:gsub('("secret"%s*:%s*)"[^"]*"', '%1"***"')
-  return s
-end
+-- (upgrun.redact.)
+function E.scrub(s, secrets) return require("upgrun.redact").string(s, secrets, 4) end
 
 -- Scrubs every string field of an error table in place; returns it.
 function E.scrub_err(err, secrets)

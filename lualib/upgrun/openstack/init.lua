@@ -69,7 +69,7 @@ function Connection:describe()
   local c = self.config
   local auth = {}
   for k, v in pairs(c.auth) do
-    if k == "password" or k == "token" or k:match("secret") then auth[k] = "***" else auth[k] = v end
+    if require("upgrun.redact").is_secret_name(k) then auth[k] = "***" else auth[k] = v end
   end
   return { cloud = c.name, auth_type = c.auth_type, auth = auth, region_name = c.region_name,
     interface = c.interface, verify = c.verify, cacert = c.cacert, clouds_file = c.clouds_file }

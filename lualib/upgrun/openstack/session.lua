@@ -9,7 +9,6 @@
 local cjson = require "cjson"
 local http = require "upgrun.http"
 local time = require "upgrun.time"
-local task = require "upgrun.task"
 local E = require "upgrun.openstack.errors"
 local keystone = require "upgrun.openstack.keystone"
 
@@ -138,18 +137,13 @@ end
 function Session:authenticate(force, stale)
   if not force and self.state and not expiring(self.state) then return self.state end
   if stale and self.state and self.state ~= stale then return self.state end -- renewed meanwhile
-  if not self.auth_task then
-    -- the task publishes its result itself, so a joiner that is cancelled
-    -- or times out leaves nothing half-done
-    self.auth_task = task.spawn("openstack-auth", function()
-      local st, err = self:_do_auth()
-      if st then self.state = st end
-      self.auth_task = nil
-      return st, err
-    end)
-  end
-  local t = self.auth_task
-  local ok, st, err = t:join(self.auth_timeout + 5)
+  -- one caller authenticates, the others wait (upgrun.single_flight)
+  self.auth_flight = self.auth_flight or require("upgrun.single_flight").new("openstack-auth")
+  local ok, st, err = self.auth_flight:run(function()
+    local st, err = self:_do_auth()
+    if st then self.state = st end
+    return st, err
+  end, self.auth_timeout + 5)
   if not ok then
     return nil, E.scrub_err(E.new(st and st.kind == "timeout" and "timeout" or "auth",
       "authentication failed: " .. tostring(st and st.message)), self.secrets)

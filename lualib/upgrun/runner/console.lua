@@ -1,0 +1,86 @@
+-- upgrun.runner.console — the console view of a run: a timeline listener
+-- that prints stages, steps, failed checks and hooks, and log lines as they
+-- happen (-v adds passing checks and hooks, and node commands). Other views
+-- (JSON log lines, CI annotations) are other listeners on the same timeline.
+--
+--   console.listener(opts) -> fn(event)
+--     opts.write(line)  where lines go (default stdout, flushed per line)
+--     opts.verbose      also passing checks/hooks and node commands
+--     opts.color        colour result words (ANSI)
+--   console.use_color(setting) -> bool    setting: auto|always|never (NO_COLOR wins for auto)
+local M = {}
+
+local COLORS = { red = "\27[31m", green = "\27[32m", yellow = "\27[33m", reset = "\27[0m" }
+
+-- Whether to colour: --color=always|never, else NO_COLOR, else stdout is a terminal.
+function M.use_color(setting)
+  if setting == "always" then return true end
+  if setting == "never" then return false end
+  local nc = os.getenv("NO_COLOR")
+  if nc and nc ~= "" then return false end
+  local term = os.getenv("TERM")
+  if term == "dumb" then return false end
+  return os.execute("test -t 1") == true
+end
+
+local function indent(n) return string.rep("  ", n) end
+
+function M.listener(opts)
+  opts = opts or {}
+  local write = opts.write or function(line) io.stdout:write(line, "\n"); io.stdout:flush() end
+  local function paint(color, s)
+    if not opts.color then return s end
+    return COLORS[color] .. s .. COLORS.reset
+  end
+  local function result_word(r)
+    if r == "passed" then return paint("green", "ok") end
+    if r == "skipped" then return paint("yellow", "SKIPPED") end
+    return paint("red", tostring(r):upper())
+  end
+  local handlers = {}
+  function handlers.stage_start(e) write("stage " .. e.stage) end
+  function handlers.stage_skipped(e)
+    write(string.format("stage %s: %s (%s)", e.stage, paint("yellow", "SKIPPED"), e.reason))
+  end
+  function handlers.stage_end(e)
+    if e.error then write(string.format("stage %s: %s %s", e.stage, paint("red", "ERROR"), e.error)) end
+    write(string.format("stage %s: %s (%.3f s)", e.stage,
+                        e.result == "passed" and paint("green", "passed") or paint("red", e.result), e.duration))
+  end
+  function handlers.step_start(e) write(string.format("%s%s ...", indent(e.depth + 1), e.name)) end
+  function handlers.step_end(e)
+    write(string.format("%s%s %s (%.3f s)%s", indent(e.depth + 1), e.name, result_word(e.result), e.duration,
+                        e.error and (": " .. e.error) or ""))
+  end
+  function handlers.hook(e)
+    if e.result == "failed" then
+      write(string.format("  %s %s (step %s): %s", paint("red", "HOOK FAILED"), e.name, e.step, tostring(e.error)))
+    elseif opts.verbose then
+      write(string.format("  hook %s (step %s): %s", e.name, e.step, e.result))
+    end
+  end
+  function handlers.check(e)
+    local pad = indent((e.depth or 0) + 1)
+    if e.result == "failed" then
+      local detail = e.detail and (": " .. e.detail) or ""
+      write(string.format("%s%s %s%s", pad, paint("red", "CHECK FAILED"), e.name, detail))
+    elseif e.result == "skipped" then
+      write(string.format("%s%s %s: %s", pad, paint("yellow", "skipped"), e.name, tostring(e.detail)))
+    elseif opts.verbose then
+      write(string.format("%scheck %s %s", pad, e.name, paint("green", "ok")))
+    end
+  end
+  function handlers.log(e) write("    " .. tostring(e.message)) end
+  function handlers.scenario_error(e) write(paint("red", "SCENARIO ERROR") .. " " .. e.message) end
+  function handlers.node(e)
+    if opts.verbose and e.command then
+      write(string.format("      %s: %s (%s)", tostring(e.node), e.command, e.ok == false and "failed" or "ok"))
+    end
+  end
+  return function(e)
+    local h = handlers[e.kind]
+    if h then h(e) end
+  end
+end
+
+return M

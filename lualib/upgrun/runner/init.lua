@@ -1,0 +1,160 @@
+-- upgrun.runner — runs a declared scenario (upgrun.scenario) from its command
+-- line: parses the options and parameters (runner.params), loads --hooks
+-- files, checks the scenario for typos (runner.validate) and the -i file,
+-- then either prints the plan (runner.plan, a dry run) or prepares the output
+-- directory (runner.outdir) and executes it (runner.executor) with the
+-- console listening to the timeline (runner.console), and writes the reports.
+--
+--   runner.main(s, args, path) -> exit code
+local scenario = require "upgrun.scenario"
+local errors = require "upgrun.errors"
+local ledger = require "upgrun.ledger"
+local params = require "upgrun.runner.params"
+local Run = require "upgrun.runner.run"
+local context = require "upgrun.runner.context"
+local executor = require "upgrun.runner.executor"
+local plan = require "upgrun.runner.plan"
+local console = require "upgrun.runner.console"
+local outdir = require "upgrun.runner.outdir"
+local validate = require "upgrun.runner.validate"
+local jsonlog = require "upgrun.runner.jsonlog"
+
+local EXIT = scenario.EXIT
+local M = {}
+
+local function fail(msg)
+  io.stderr:write("upgrun: ", msg, "\n")
+  return EXIT.usage
+end
+
+-- Everything that can be checked before a run starts; returns true or nil, message.
+local function check_inputs(s, opts)
+  for _, hf in ipairs(opts.hooks) do
+    local ok, e = pcall(params.load_hooks_file, s, hf)
+    if not ok then return nil, errors.message(e) end
+  end
+  if #s.stages == 0 then return nil, "scenario " .. s.name .. " (" .. s.declared_at .. ") declares no stages" end
+  for _, f in ipairs({ opts.inventory, opts.ledger }) do
+    local h = io.open(f or "", "r")
+    if f and not h then
+      return nil, string.format("%s %s: no such file or not readable", f == opts.inventory and "-i" or "--ledger", f)
+    end
+    if h then h:close() end
+  end
+  return true
+end
+
+local function run_plan(s, run)
+  run.ledger = ledger.new(nil)
+  run.exec = plan.new(run)
+  if run.opts.inventory then
+    local inv, err = run:load_inventory()
+    if not inv then return fail(err) end
+    run.inventory = plan.dry_inventory(run.exec, inv)
+  else
+    run.inventory = plan.symbolic_inventory()
+  end
+  local ctx = context.new(run)
+  local ok, err = executor.run_setups(run, ctx)
+  if not ok then return fail(s.name .. ": " .. err) end
+  local vok, verr = validate.scenario(s)
+  if not vok then return fail(verr) end
+  return run.exec:execute(ctx)
+end
+
+local function run_for_real(s, run)
+  local opts = run.opts
+  -- declaration typos first: nothing is created for a scenario that cannot run
+  local vok, verr = validate.scenario(s, true)
+  if not vok then return fail(verr) end
+  local dir, previous, created = outdir.prepare(opts, s.name)
+  if not dir then return fail(previous) end
+  run.out = dir
+  -- a run stopped before it starts leaves no directory it made behind
+  local function fail_early(msg)
+    if created then outdir.remove(dir) end
+    return fail(msg)
+  end
+  run.ledger = ledger.new(run.out .. "/ledger.json", { scenario = s.name, started = run.tl:wall(), output = run.out })
+  if previous then
+    local n = run.ledger:import(previous, run.out .. "/ledger.json (earlier run, --force)")
+    run.tl:event("ledger_import", { file = run.out .. "/ledger.json", resources = n })
+  end
+  if opts.ledger then
+    local doc, lerr = ledger.read(opts.ledger)
+    if not doc then return fail_early("--ledger: " .. lerr) end
+    local n = run.ledger:import(doc, opts.ledger)
+    run.tl:event("ledger_import", { file = opts.ledger, resources = n })
+  end
+
+  -- Node commands and service actions (upgrun.nodes' event log) go on the
+  -- timeline, when that library is there.
+  local nok, nodes = pcall(require, "upgrun.nodes")
+  local unsubscribe
+  if nok and type(nodes) == "table" and type(nodes.on_event) == "function" then
+    unsubscribe = nodes.on_event(function(e) run:node_event(e) end)
+  end
+  local function unsub() if type(unsubscribe) == "function" then unsubscribe() end end
+
+  if opts.inventory then
+    local _, ierr = run:load_inventory() -- before any probe starts: a bad file stops the run here
+    if ierr then unsub(); return fail_early(ierr) end
+  end
+  run.exec = executor.new(run)
+  local ctx = context.new(run)
+  local ok, err = executor.run_setups(run, ctx)
+  if not ok then unsub(); return fail_early(s.name .. ": " .. err) end
+  vok, verr = validate.scenario(s) -- again: setup functions may change probes
+  if not vok then unsub(); return fail_early(verr) end
+  run.samples_file = io.open(run.out .. "/samples.jsonl", "w")
+  local report = require "upgrun.report"
+  for _, p in ipairs(s.probes) do
+    p.on_sample = function(smp) report.write_sample(run, smp) end
+  end
+  local close_events
+  if opts.events then
+    local listener, close_or_err = jsonlog.open(opts.events, function(x) return run:redact(x) end)
+    if not listener then unsub(); return fail_early(close_or_err) end
+    for _, e in ipairs(run.tl.events) do listener(e) end -- what happened before (ledger imports)
+    run.tl:listen(listener)
+    close_events = close_or_err
+  end
+  if not opts.quiet then
+    run.tl:listen(console.listener { verbose = opts.verbose, color = console.use_color(opts.color) })
+    io.stdout:write(string.format("upgrun: scenario %s -> %s\n", s.name, run.out))
+    io.stdout:flush()
+  end
+  run.exec:execute(ctx)
+  unsub()
+  if close_events then close_events() end
+  report.analyse(run)
+  run.verdict, run.exit_code = run:verdict()
+  local wok, werr = pcall(report.write_all, run)
+  if not wok then
+    io.stderr:write("upgrun: writing the reports failed: ", tostring(werr), "\n")
+    if run.exit_code == 0 then run.exit_code = EXIT.usage end
+  end
+  if opts.quiet then run.opts.quiet = false end
+  report.console(run)
+  for _, msg in ipairs(run.scenario_errors) do io.stderr:write("upgrun: ", msg, "\n") end
+  if not run.aborted then
+    for _, msg in ipairs(validate.unused_hooks(run)) do io.stderr:write("upgrun: warning: ", msg, "\n") end
+  end
+  return run.exit_code
+end
+
+function M.main(s, args, path)
+  local ok, opts = pcall(params.parse, s, args)
+  if not ok then return fail(errors.message(opts)) end
+  if opts.help then
+    io.stdout:write(params.USAGE, "\n\nparameters of ", s.name, ":\n", params.help(s), "\n")
+    return EXIT.passed
+  end
+  local iok, ierr = check_inputs(s, opts)
+  if not iok then return fail(ierr) end
+  local run = Run.new(s, opts, path)
+  if opts.plan then return run_plan(s, run) end
+  return run_for_real(s, run)
+end
+
+return M

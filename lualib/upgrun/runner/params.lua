@@ -1,0 +1,160 @@
+-- upgrun.runner.params — a scenario's command line: the options (USAGE),
+-- their parsing into opts, the parameters (defaults, then --set in order,
+-- converted to the declared type), the parameter help and --hooks files.
+-- Every mistake is a usage error (exit 2) that says what is wrong.
+local scenario = require "upgrun.scenario"
+
+local usage_error = scenario.usage_error
+local M = {}
+
+M.USAGE = [[
+usage: upgrun [options] SCENARIO.lua [options] [--]
+  -i, --inventory FILE   the nodes (YAML inventory); checked before anything runs
+      --cloud NAME       the cloud in clouds.yaml (OS_CLIENT_CONFIG_FILE)
+  -o, --output DIR       output directory; must be new or empty (default
+                         out/<scenario>-<UTC time with ms>-<pid>)
+      --force            write into a non-empty output directory (earlier
+                         ledger records there are carried over, never dropped)
+      --set KEY=VALUE    override a parameter (repeatable; see below)
+      --hooks FILE       a Lua file of site hooks (repeatable)
+      --ledger FILE      verify (and clean up) resources recorded by an earlier run
+      --keep             keep persistent resources (no clean-up at the end)
+      --plan             print stages, steps, hooks, probes and nodes; run nothing
+                         (with -i: also the nodes of each step)
+  -q, --quiet            print only the summary
+  -v, --verbose          also print checks that pass, hooks and node commands
+      --events FILE      every timeline event as a JSON line, as it happens
+      --color[=WHEN]     colour the console: auto (default), always, never;
+                         NO_COLOR in the environment means never
+  -h, --help             this text and the scenario's parameters
+      --                 ends the options
+exit codes: 0 passed, 1 a check or budget failed, 2 bad invocation/config/scenario, 3 aborted]]
+
+-- Options that take a value, and what the value is (for "-i needs a file").
+M.VALUE = { ["-i"] = "a file", ["--inventory"] = "a file", ["--cloud"] = "a cloud name",
+            ["-o"] = "a directory", ["--output"] = "a directory", ["--set"] = "KEY=VALUE",
+            ["--hooks"] = "a file", ["--ledger"] = "a file", ["--events"] = "a file" }
+
+local function convert(spec, raw)
+  local t = spec.type
+  if t == "number" then
+    local n = tonumber(raw)
+    if not n then usage_error(string.format("--set %s: expects a number, got %q", spec.name, raw)) end
+    return n
+  elseif t == "boolean" then
+    local l = raw:lower()
+    if l == "true" or l == "yes" or l == "1" or l == "on" then return true end
+    if l == "false" or l == "no" or l == "0" or l == "off" then return false end
+    usage_error(string.format("--set %s: expects true or false, got %q", spec.name, raw))
+  elseif t == "list" then
+    local out = {}
+    for item in raw:gmatch("[^,]+") do
+      local v = item:match("^%s*(.-)%s*$")
+      if v ~= "" then out[#out + 1] = v end
+    end
+    if #out == 0 then
+      usage_error(string.format("--set %s: expects a comma-separated list of at least one item, got %q",
+                                spec.name, raw))
+    end
+    return out
+  end
+  return raw
+end
+M.convert = convert
+
+-- One line per declared parameter.
+function M.help(s)
+  local lines = {}
+  for _, k in ipairs(s.param_order) do
+    local p = s.params[k]
+    local d = p.secret and "(secret)" or tostring(type(p.default) == "table" and table.concat(p.default,
+      ",") or p.default)
+    lines[#lines + 1] = string.format("  %-22s %-8s default %s%s", k, p.type, d,
+                                      p.description and ("  — " .. p.description) or "")
+  end
+  return table.concat(lines, "\n")
+end
+
+-- Parses the command line of scenario s. Returns opts or raises a usage error.
+function M.parse(s, args)
+  local opts = { sets = {}, hooks = {}, color = "auto" }
+  local i = 1
+  local function value(flag, inline)
+    if inline then return inline end
+    i = i + 1
+    local v = args[i]
+    if v == nil or (v:sub(1, 1) == "-" and v ~= "-" and flag ~= "--set") then
+      usage_error(flag .. " needs " .. M.VALUE[flag] .. (v and (", got option " .. v) or ""))
+    end
+    return v
+  end
+  while i <= #args do
+    local a = args[i]
+    local flag, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
+    if flag then a = flag end
+    if a == "--" then
+      if args[i + 1] ~= nil then usage_error("unexpected argument " .. args[i + 1] .. " after --") end
+    elseif a == "-i" or a == "--inventory" then opts.inventory = value(a, inline)
+    elseif a == "--cloud" then opts.cloud = value(a, inline)
+    elseif a == "-o" or a == "--output" then opts.output = value(a, inline)
+    elseif a == "--set" then opts.sets[#opts.sets + 1] = value(a, inline)
+    elseif a == "--hooks" then opts.hooks[#opts.hooks + 1] = value(a, inline)
+    elseif a == "--ledger" then opts.ledger = value(a, inline)
+    elseif a == "--events" then opts.events = value(a, inline)
+    elseif a == "--keep" then opts.keep = true
+    elseif a == "--force" then opts.force = true
+    elseif a == "--plan" then opts.plan = true
+    elseif a == "-q" or a == "--quiet" then opts.quiet = true
+    elseif a == "-v" or a == "--verbose" then opts.verbose = true
+    elseif a == "--color" or a == "--colour" then
+      local w = inline or "always"
+      if w ~= "auto" and w ~= "always" and w ~= "never" then
+        usage_error("--color expects auto, always or never, got " .. w)
+      end
+      opts.color = w
+    elseif a == "-h" or a == "--help" then opts.help = true
+    elseif a:sub(1, 1) == "-" then usage_error("unknown option " .. a .. "\n" .. M.USAGE)
+    else usage_error("unexpected argument " .. a .. " (options only; a value needs its option)\n" .. M.USAGE) end
+    if a == "--" then break end
+    i = i + 1
+  end
+  if opts.inventory and opts.inventory == "" then usage_error("-i needs a file") end
+  -- Parameters: defaults, then --set in order.
+  local params = {}
+  for _, k in ipairs(s.param_order) do params[k] = s.params[k].default end
+  for _, kv in ipairs(opts.sets) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if not k then usage_error("--set expects KEY=VALUE, got " .. kv) end
+    local spec = s.params[k]
+    if not spec then
+      local names = table.concat(s.param_order, ", ")
+      usage_error(string.format("unknown parameter %q for scenario %s; declared parameters: %s",
+                                k, s.name, names ~= "" and names or "(none)"))
+    end
+    params[k] = convert(spec, v)
+  end
+  opts.params = params
+  return opts
+end
+
+-- Loads a --hooks file: it calls hook(point, when, fn, opts) or returns
+-- {point = {before = fn, after = fn}}.
+function M.load_hooks_file(s, path)
+  local env = setmetatable({}, { __index = _G })
+  env.hook = function(point, when, fn, opts)
+    opts = opts or {}
+    opts.source = opts.source or path
+    return s:hook(point, when, fn, opts)
+  end
+  local chunk, err = loadfile(path, "t", env)
+  if not chunk then usage_error("--hooks: " .. tostring(err)) end
+  local ok, res = pcall(chunk)
+  if not ok then usage_error("--hooks " .. path .. ": " .. tostring(res)) end
+  if type(res) == "table" then
+    for point, whens in pairs(res) do
+      for when, fn in pairs(whens) do s:hook(point, when, fn, { source = path }) end
+    end
+  end
+end
+
+return M
