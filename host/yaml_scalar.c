@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define EXACT_INT_MAX 9007199254740992LL /* 2^53 */
+
 static int is_one_of(const char *s, size_t len, const char *const *words) {
   for (; *words; words++)
     if (strlen(*words) == len && memcmp(*words, s, len) == 0) return 1;
@@ -146,17 +148,14 @@ ys_type yaml_scalar_resolve(const char *s, size_t len, ys_value *out) {
   if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.'))
     return out->type = YS_STRING;
   switch (parse_int(s, len, &out->i)) {
-  case 1:
+  case 1: /* beyond 2^53 a double (and JSON) would round it: keep the text */
+    if (out->i > EXACT_INT_MAX || out->i < -EXACT_INT_MAX) {
+      out->i = 0;
+      return out->type = YS_STRING;
+    }
     return out->type = YS_INT;
-  case 2: { /* too big for an integer: a float like PyYAML's long */
-    char buf[128];
-    size_t n = 0;
-    for (size_t i = 0; i < len && n < sizeof buf - 1; i++)
-      if (s[i] != '_') buf[n++] = s[i];
-    buf[n] = '\0';
-    out->d = strtod(buf, NULL);
-    return out->type = YS_FLOAT;
-  }
+  case 2: /* beyond 64 bits: likewise the exact text */
+    return out->type = YS_STRING;
   default:
     break;
   }
