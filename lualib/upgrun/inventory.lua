@@ -300,7 +300,9 @@ local function merge_vars(st, sources)
     merge(vars, st.groups.all.vars)
     for _, g in ipairs(groups) do merge(vars, st.groups[g].vars) end
     local err = from_files(vars, gv, "all")
-    for _, g in ipairs(groups) do err = err or from_files(vars, gv, g) end
+    for _, root in ipairs(gv) do -- every source's group_vars, each in group order
+      for _, g in ipairs(groups) do err = err or from_files(vars, { root }, g) end
+    end
     if err then return nil, err end
     merge(vars, st.hosts[h].vars)
     err = from_files(vars, hv, h)

@@ -75,7 +75,8 @@ end
 function Model:add_host(group, host, where, port)
   local g = self:add_group(group, where)
   local h = self.hosts[host]
-  if not h then
+  local new = not h
+  if new then
     h = { name = host, vars = {}, var_where = {}, where = where }
     self.hosts[host] = h
     self.host_order[#self.host_order + 1] = host
@@ -84,7 +85,7 @@ function Model:add_host(group, host, where, port)
     g.host_set[host] = true
     g.hosts[#g.hosts + 1] = host
   end
-  if port then
+  if port and new then -- as Ansible: a port only when the host is first seen
     h.vars.ansible_port = port
     h.var_where.ansible_port = { file = where and where.file, line = where and where.line, group = group }
   end
@@ -100,12 +101,13 @@ end
 
 function Model:set_group_var(group, k, v, where)
   local g = self:add_group(group, where)
-  g.vars[k] = v
-  g.var_where[k] = where
-  if k == "ansible_group_priority" then
+  if k == "ansible_group_priority" then -- as Ansible: a setting, not a variable
     local n = tonumber(v)
     if n then g.priority = math.floor(n) end
+    return
   end
+  g.vars[k] = v
+  g.var_where[k] = where
 end
 
 -- The groups a host is in: its direct groups and all their ancestors.
