@@ -38,7 +38,7 @@ local ENV_AUTH = {
   OS_TOKEN = "token", OS_SYSTEM_SCOPE = "system_scope",
 }
 local ENV_TOP = {
-  OS_AUTH_TYPE = "auth_type", OS_INTERFACE = "interface", OS_ENDPOINT_TYPE = "interface",
+  OS_AUTH_TYPE = "auth_type", OS_INTERFACE = "interface", OS_ENDPOINT_TYPE = "endpoint_type",
   OS_CACERT = "cacert", OS_CERT = "cert", OS_KEY = "key", OS_INSECURE = "insecure",
   OS_VERIFY = "verify", OS_IDENTITY_API_VERSION = "identity_api_version",
   OS_COMPUTE_API_VERSION = "compute_api_version", OS_IMAGE_API_VERSION = "image_api_version",
@@ -146,11 +146,7 @@ local function read_config_file(path)
   local doc, pos, err
   if type(text) ~= "string" then
     err = { message = path .. ": cannot read (a directory?)" }
-  elseif path:match("%.json$") then
-    local cjson = require "cjson"
-    local ok, d = pcall(cjson.decode, text)
-    if ok then doc = d else err = { message = tostring(d) } end
-  else
+  else -- JSON too: libyaml reads it, keeping lines and integers beyond 2^53 exact
     local yaml = require "upgrun.yaml"
     doc, pos = yaml.decode(text, path, { positions = true })
     if doc == nil and pos ~= nil then err, pos = pos, nil end
@@ -300,7 +296,12 @@ local function normalise(name, raw, src, opts)
   if type(raw) ~= "table" then
     return nil, config_error(src, { "clouds", name }, "expected a mapping, got " .. type(raw))
   end
+  -- as openstacksdk's magic fixes: endpoint_type (so spelled) beats interface,
+  -- before dashed keys are read as underscored ones (a dashed endpoint-type is
+  -- then ignored, as there)
+  if raw.endpoint_type ~= nil then raw.interface, raw.endpoint_type = raw.endpoint_type, nil end
   raw = normalize_keys(raw)
+  raw.endpoint_type = nil
   if raw.profile ~= nil or raw.cloud ~= nil then
     local k = raw.profile ~= nil and "profile" or "cloud"
     return fail(k, string.format("vendor profiles are not supported (%s: %s): write the cloud's auth_url, "
@@ -331,8 +332,6 @@ local function normalise(name, raw, src, opts)
   if c.auth.auth_token and not c.auth.token then c.auth.token = c.auth.auth_token end
   c.auth.auth_token = nil
   handle_domains(c.auth)
-  if c.endpoint_type and not c.interface then c.interface = c.endpoint_type end
-  c.endpoint_type = nil
   c.auth_type = c.auth_type or c.auth_plugin
   c.auth_plugin = nil
   -- auth_type
