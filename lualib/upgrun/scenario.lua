@@ -188,7 +188,8 @@ local function ctx_index(ctx, k)
       run.cloud_connecting = nil
       if not cok then error(conn, 0) end
       if not conn then
-        error("ctx.cloud: cannot connect to cloud " .. tostring(run.opts.cloud) .. ": " .. tostring(err), 2)
+        local which = run.opts.cloud or os.getenv("OS_CLOUD") or "(none named: OS_* or the only clouds.yaml cloud)"
+        error("ctx.cloud: cannot connect to cloud " .. which .. ": " .. tostring(err), 2)
       end
       run.cloud_conn = conn
     end
@@ -200,7 +201,10 @@ local function ctx_index(ctx, k)
       if not ok then error("ctx.inventory: the nodes library is not available: " .. tostring(nodes), 2) end
       local lok, inv, err = pcall(nodes.load, run.opts.inventory)
       if not lok then err, inv = inv, nil end
-      if not inv then error("cannot load inventory " .. run.opts.inventory .. ": " .. tostring(err), 2) end
+      if not inv then
+        local names = type(run.opts.inventory) == "table" and table.concat(run.opts.inventory, " ") or run.opts.inventory
+        error("cannot load inventory " .. names .. ": " .. tostring(err), 2)
+      end
       run.inventory = inv
     end
     return run.inventory
@@ -596,7 +600,7 @@ end
 
 M.USAGE = [[
 usage: upgrun SCENARIO.lua [options]
-  -i, --inventory FILE   the nodes (YAML inventory)
+  -i, --inventory FILE   the nodes: an Ansible inventory (YAML, INI, directory; repeatable)
       --cloud NAME       the cloud in clouds.yaml (OS_CLIENT_CONFIG_FILE)
   -o, --output DIR       output directory (default out/<scenario>-<UTC timestamp>)
       --set KEY=VALUE    override a parameter (repeatable; see below)
@@ -654,7 +658,13 @@ function Scenario:parse_args(args)
     local flag, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
     if flag then a = flag end
     local function val() if inline then return inline end return value(a) end
-    if a == "-i" or a == "--inventory" then opts.inventory = val()
+    if a == "-i" or a == "--inventory" then -- repeatable: several sources, as ansible -i a -i b
+      local v = val()
+      if opts.inventory == nil then opts.inventory = v
+      else
+        if type(opts.inventory) ~= "table" then opts.inventory = { opts.inventory } end
+        opts.inventory[#opts.inventory + 1] = v
+      end
     elseif a == "--cloud" then opts.cloud = val()
     elseif a == "-o" or a == "--output" then opts.output = val()
     elseif a == "--set" then opts.sets[#opts.sets + 1] = val()
@@ -964,6 +974,16 @@ function Scenario:run(args, path)
   end
 
   local ctx = new_ctx(run)
+  -- the inventory loads before any probe starts (a large one must not stall
+  -- sampling) and a bad one stops the run here, not at its first use
+  if opts.inventory then
+    local iok, ierr = pcall(function() return ctx.inventory end)
+    if not iok then
+      io.stderr:write("upgrun: ", tostring(ierr), "\n")
+      if type(unsubscribe) == "function" then unsubscribe() end
+      return M.EXIT.usage
+    end
+  end
   if not run_setups(run, ctx) then
     if type(unsubscribe) == "function" then unsubscribe() end
     return M.EXIT.usage
