@@ -54,8 +54,8 @@ gen "$HOSTS" "$tmp/inv.yml"
 uw=(); uc=(); aw=(); ac=()
 for _ in $(seq "$RUNS"); do
   read -r w c < <(upgrun_load "$tmp/inv.yml"); uw+=("$w"); uc+=("$c")
-  t=$( { /usr/bin/time -f "%e %U %S" ansible-inventory -i "$tmp/inv.yml" --list >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-  read -r w u s <<<"$t"; aw+=("$w"); ac+=("$(echo "$u + $s" | bc)")
+  /usr/bin/time -o "$tmp/time" -f "%e %U %S" ansible-inventory -i "$tmp/inv.yml" --list >/dev/null 2>&1
+  read -r w u s < "$tmp/time"; aw+=("$w"); ac+=("$(echo "$u + $s" | bc)")
 done
 UW=$(printf '%s\n' "${uw[@]}" | median); UC=$(printf '%s\n' "${uc[@]}" | median)
 AW=$(printf '%s\n' "${aw[@]}" | median); AC=$(printf '%s\n' "${ac[@]}" | median)

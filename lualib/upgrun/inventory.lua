@@ -399,8 +399,7 @@ function M.parse(text, file)
     elseif type(doc) == "table" and doc[1] == nil then err = yaml_format.read(doc, pos, file, st)
     elseif doc == nil and pos and not text:match("^%s*%[") and not text:find("\n%s*%[") then
       err = yaml_message(pos, file)
-    elseif type(doc) == "table" then err = file .. ":1: an inventory must be a mapping of groups (e.g. all:)"
-    else err = ini.parse(text, file, st) end
+    else err = ini.parse(text, file, st) end -- as Ansible: what is not a YAML mapping is INI
   end)
   if not ok then return nil, inv_error(file .. ": " .. tostring(e), file) end
   if err then return nil, inv_error(err, file) end

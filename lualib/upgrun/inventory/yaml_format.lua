@@ -93,7 +93,8 @@ function M.read(doc, pos, file, st)
               st:add_host(name, h, { file = file, line = l }, port)
               for _, hk in ipairs(hkeys) do
                 if type(hk) ~= "string" then
-                  return at(l, "host '%s': variable name %s is a %s, not a name", h, tostring(hk), type(hk))
+                  return at(hlines[hk] or l, "host '%s': variable name %s is a %s, not a name", h, tostring(hk),
+                    type(hk))
                 end
                 st:set_host_var(h, hk, val[hk], { file = file, line = hlines[hk] or l, group = name })
               end
