@@ -59,8 +59,7 @@ static int l_list(lua_State *L) {
   lua_newtable(L); /* names, to sort */
   int n = 0;
   for (struct dirent *de; (de = readdir(dp)) != NULL;) {
-    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-      continue;
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
     lua_pushstring(L, de->d_name);
     lua_rawseti(L, -2, ++n);
   }

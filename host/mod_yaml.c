@@ -45,7 +45,7 @@ typedef struct {
   const char *name;
   const char *text; /* the input, to place reader errors (byte offsets) */
   size_t text_len;
-  int anchors; /* stack index of the anchors table of the current document */
+  int anchors;   /* stack index of the anchors table of the current document */
   int positions; /* stack index of the positions table, 0 when not asked */
   int depth;
   /* error, when a step returns false */

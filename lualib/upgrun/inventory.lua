@@ -120,7 +120,9 @@ local function run_ansible_inventory(path, why)
       path, why)
   end
   local r, err = proc.run({ exe, "-i", path, "--list" }, { timeout = M.ansible_timeout })
-  if not r then return nil, string.format("%s: ansible-inventory --list failed: %s", path, tostring(err and err.message or err)) end
+  if not r then
+    return nil, string.format("%s: ansible-inventory --list failed: %s", path, tostring(err and err.message or err))
+  end
   if r.status ~= 0 then
     return nil, string.format("%s: ansible-inventory --list exited %s: %s", path, tostring(r.status),
       (r.stderr or ""):sub(1, 500))

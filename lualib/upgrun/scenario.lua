@@ -202,7 +202,8 @@ local function ctx_index(ctx, k)
       local lok, inv, err = pcall(nodes.load, run.opts.inventory)
       if not lok then err, inv = inv, nil end
       if not inv then
-        local names = type(run.opts.inventory) == "table" and table.concat(run.opts.inventory, " ") or run.opts.inventory
+        local names = run.opts.inventory
+        if type(names) == "table" then names = table.concat(names, " ") end
         error("cannot load inventory " .. names .. ": " .. tostring(err), 2)
       end
       run.inventory = inv

@@ -237,7 +237,7 @@ T.case(CASES .. " generated clouds.yaml / OS_* cases resolve as openstacksdk res
   table.sort(summary)
   io.write("     cases: ", table.concat(summary, " "), "; refused by both: ", refused,
     "; no domain (default domain in upgrun): ", no_domain, "\n")
-  for _, r in ipairs(reasons) do io.write("       refused: ", r, "\n") end
+  for _, why in ipairs(reasons) do io.write("       refused: ", why, "\n") end
   if #failed > 0 then T.fail(#failed .. " disagreement(s):\n" .. table.concat(failed, "\n")) end
   os.execute("rm -rf '" .. root .. "'")
 end)

@@ -82,13 +82,15 @@ T.case("clouds: numeric cloud names and OS_* without a password say what is wron
   local c, err = config.resolve { files = { f }, secure_files = {}, env = {} }
   T.eq(c, nil); T.eq(err.kind, "config")
   T.ok(err.message:find(f .. ":2: clouds.42: a cloud name must be a string", 1, true), err.message)
-  c, err = config.resolve { files = {}, secure_files = {}, env = { OS_AUTH_URL = "http://k/v3", OS_USERNAME = "u" } }
+  c, err = config.resolve { files = {}, secure_files = {},
+    env = { OS_AUTH_URL = "http://k/v3", OS_USERNAME = "u" } }
   T.eq(c, nil)
   T.ok(err.message:find("OS_PASSWORD is not set", 1, true), err.message)
   T.ok(not err.message:find("nil", 1, true), err.message)
   f = write("p.yaml", "clouds:\n  v:\n    profile: vexxhost\n")
   c, err = config.resolve { files = { f }, secure_files = {}, env = {} }
-  T.eq(c, nil); T.ok(err.message:find(f .. ":3: clouds.v.profile: vendor profiles are not supported", 1, true), err.message)
+  T.eq(c, nil)
+  T.ok(err.message:find(f .. ":3: clouds.v.profile: vendor profiles are not supported", 1, true), err.message)
 end)
 
 -- ---- fuzz ---------------------------------------------------------------------

@@ -25,8 +25,8 @@ end
 function Model:add_group(name, where)
   local g = self.groups[name]
   if not g then
-    g = { name = name, vars = {}, var_where = {}, hosts = {}, host_set = {}, children = {}, child_set = {}, parents = {},
-          depth = 0, priority = 1, where = where }
+    g = { name = name, vars = {}, var_where = {}, hosts = {}, host_set = {}, children = {}, child_set = {},
+          parents = {}, depth = 0, priority = 1, where = where }
     self.groups[name] = g
   end
   return g
