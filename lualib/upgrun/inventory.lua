@@ -293,11 +293,16 @@ local function merge_vars(st, sources)
       end
     end
   end
-  local out = {}
+  local out, sorted_memo = {}, {}
   for _, h in ipairs(st.host_order) do
-    local groups = {}
-    for _, g in ipairs(st:host_groups(h)) do if g ~= "all" then groups[#groups + 1] = g end end
-    st:sorted(groups)
+    local all_groups = st:host_groups(h)
+    local groups = sorted_memo[all_groups]
+    if not groups then
+      groups = {}
+      for _, g in ipairs(all_groups) do if g ~= "all" then groups[#groups + 1] = g end end
+      st:sorted(groups)
+      sorted_memo[all_groups] = groups
+    end
     local vars = {}
     merge(vars, st.groups.all.vars)
     for _, g in ipairs(groups) do merge(vars, st.groups[g].vars) end
@@ -310,7 +315,7 @@ local function merge_vars(st, sources)
     err = from_files(vars, hv, h)
     if err then return nil, err end
     local groups_out = { "all" }
-    for _, g in ipairs(groups) do groups_out[#groups_out + 1] = g end
+    table.move(groups, 1, #groups, 2, groups_out)
     out[h] = { vars = vars, groups = groups_out }
   end
   vars_cache = {}

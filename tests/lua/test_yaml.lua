@@ -189,6 +189,29 @@ T.case("decode_file reads a file, names it in errors; a missing file is an io er
   T.err("io", yaml.decode_file("/"))
 end)
 
+T.case("positions: each mapping's keys in document order with line and column", function()
+  local text = "b: 1\na:\n  z: &m {q: 1}\n  y: 2\n  <<: *m\nc: [1, {k: v}]\nb: 3\n"
+  local doc, pos = yaml.decode(text, "p.yml", { positions = true })
+  T.eq(doc.b, 3)
+  local top = pos[doc]
+  T.eq(table.concat(top.keys, ","), "b,a,c") -- a repeated key keeps its first place
+  T.eq(top.lines.b, 7); T.eq(top.lines.a, 2); T.eq(top.cols.c, 1)
+  T.eq(table.concat(pos[doc.a].keys, ","), "z,y,q")
+  T.eq(pos[doc.a].lines.y, 4); T.eq(pos[doc.a].cols.y, 3)
+  T.eq(pos[doc.c[2]].lines.k, 6)
+  T.eq(pos[doc.a].line, 3)
+  local all, apos = yaml.decode_all("x: 1\n---\ny: 2\n", "d", { positions = true })
+  T.eq(apos[all[2]].lines.y, 3)
+  T.eq(select("#", yaml.decode("x: 1")), 1) -- without the option: one result
+end)
+
+T.case("integers beyond 2^53 stay exact strings", function()
+  local v = assert(yaml.decode("a: 12345678901234567890123456789012\nb: 9007199254740993\n"
+    .. "c: 9007199254740992\nd: -9007199254740993\n"))
+  T.eq(v.a, "12345678901234567890123456789012"); T.eq(v.b, "9007199254740993")
+  T.eq(math.type(v.c), "integer"); T.eq(v.c, 9007199254740992); T.eq(v.d, "-9007199254740993")
+end)
+
 T.case("misuse raises", function()
   T.raises("string expected", yaml.decode, nil)
   T.raises("string expected", yaml.decode, {})

@@ -110,8 +110,14 @@ function Model:set_group_var(group, k, v, where)
   g.var_where[k] = where
 end
 
--- The groups a host is in: its direct groups and all their ancestors.
+-- The groups a host is in: its direct groups and all their ancestors (a
+-- shared list per set of direct groups: do not modify it).
 function Model:host_groups(host)
+  local direct = self:direct_groups(host)
+  local key = table.concat(direct, "\0")
+  self._closure = self._closure or {}
+  local memo = self._closure[key]
+  if memo then return memo end
   local out, seen = {}, {}
   local function up(name)
     if seen[name] then return end
@@ -119,8 +125,9 @@ function Model:host_groups(host)
     out[#out + 1] = name
     for _, p in ipairs(self.groups[name].parents) do up(p) end
   end
-  for _, g in ipairs(self:direct_groups(host)) do up(g) end
+  for _, g in ipairs(direct) do up(g) end
   if not seen.all then out[#out + 1] = "all" end
+  self._closure[key] = out
   return out
 end
 
@@ -136,6 +143,7 @@ function Model:direct_groups(host)
       end
     end
     self._direct = d
+    self._closure = nil
   end
   return self._direct[host] or {}
 end
