@@ -14,6 +14,7 @@ local dir = require "upgrun.dir"
 
 local CASES = tonumber(os.getenv("UPGRUN_ORACLE_CASES") or "") or 40
 local seed = tonumber(os.getenv("UPGRUN_ORACLE_SEED") or "") or 15
+local keep = false
 local root = os.tmpname()
 os.remove(root)
 assert(os.execute("mkdir -p " .. root))
@@ -371,8 +372,27 @@ T.case(CASES .. " generated inventories resolve as ansible-inventory --list reso
   for k, n in pairs(kinds) do summary[#summary + 1] = k .. "=" .. n end
   table.sort(summary)
   io.write("     cases: ", table.concat(summary, " "), "\n")
-  if #failed > 0 then T.fail(#failed .. " disagreement(s):\n" .. table.concat(failed, "\n")) end
-  os.execute("rm -rf '" .. root .. "'")
+  if #failed > 0 then
+    keep = true -- the cases' files stay for a replay
+    T.fail(#failed .. " disagreement(s):\n" .. table.concat(failed, "\n"))
+  end
 end)
 
+T.case("a dynamic inventory script is read through ansible-inventory --list", function()
+  local path = root .. "/dyn/inventory.sh"
+  writefile(path, "#!/bin/sh\n"
+    .. "if [ \"$1\" = --list ]; then\n"
+    .. "  echo '{\"web\": {\"hosts\": [\"w1\", \"w2\"], \"vars\": {\"tier\": \"front\"}},"
+    .. " \"_meta\": {\"hostvars\": {\"w1\": {\"ansible_port\": 2201}}}}'\n"
+    .. "else echo '{}'; fi\n")
+  assert(os.execute("chmod +x '" .. path .. "'"))
+  local inv = assert(inventory.load(path))
+  local w1, w2 = inv:host("w1"), inv:host("w2")
+  T.eq(w1.port, 2201); T.eq(w1.vars.tier, "front"); T.eq(w2.vars.tier, "front")
+  T.eq(#inv:group("web"), 2)
+  local problems = compare(inv, ansible({ path }))
+  T.eq(#problems, 0, table.concat(problems, "; "))
+end)
+
+if not keep then os.execute("rm -rf '" .. root .. "'") end
 return T.done()
