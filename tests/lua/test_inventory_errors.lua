@@ -87,6 +87,9 @@ T.case("clouds: numeric cloud names and OS_* without a password say what is wron
   T.eq(c, nil)
   T.ok(err.message:find("OS_PASSWORD is not set", 1, true), err.message)
   T.ok(not err.message:find("nil", 1, true), err.message)
+  f = write("loop.yaml", "clouds:\n  c: &c\n    auth: {auth_url: http://k/v3}\n    again: *c\n")
+  c, err = config.resolve { files = { f }, secure_files = {}, env = {} }
+  T.eq(c, nil); T.ok(err.message:find(f .. ":2: clouds.c: contains itself", 1, true), err.message)
   f = write("p.yaml", "clouds:\n  v:\n    profile: vexxhost\n")
   c, err = config.resolve { files = { f }, secure_files = {}, env = {} }
   T.eq(c, nil)
@@ -117,7 +120,7 @@ local CLOUD_SEEDS = {
     .. "    regions: [r1, {name: r2, values: {interface: internal}}]\n    verify: no\n",
   "clouds:\n  c: &c\n    auth: {auth_url: http://k/v3, token: t}\n    auth_type: token\n  d:\n    <<: *c\n",
 }
-local TOKENS = { "&a ", "*a", "<<: ", "~", "[", "]", "{", "}", ":", ": ", "\t", "\n", "- ", "123", "true",
+local TOKENS = { "&a ", "*a", "&c ", "*c", " *c\n", "<<: ", "~", "[", "]", "{", "}", ":", ": ", "\t", "\n", "- ", "123", "true",
   "'", '"', "#", ",", "=", "[1:", ":2]", "\0", "\255", "!!int ", "!vault ", "children:", "hosts:", "vars:",
   "clouds:", "auth:", "  ", "1e999", "99999999999999999999999", "-", "..." }
 

@@ -38,7 +38,7 @@ function M.read(doc, pos, file, st)
   local visiting = {}
   local function group(name, body, line)
     if type(name) ~= "string" then
-      return at(line, "group name %s is a %s: quote it to make it a name", tostring(name), type(name))
+      return at(line, "group name %s is a %s: quote it to make it a name", tostring(name), kind_of(name, null))
     end
     if body ~= nil and body ~= null and type(body) ~= "table" then
       return at(line, "group '%s' must be a mapping (hosts, vars, children), got a %s", name, kind_of(body, null))
@@ -68,7 +68,7 @@ function M.read(doc, pos, file, st)
           local val, l = v[k], vlines[k] or kl
           if key == "vars" then
             if type(k) ~= "string" then
-              return at(l, "group '%s': variable name %s is a %s, not a name", name, tostring(k), type(k))
+              return at(l, "group '%s': variable name %s is a %s, not a name", name, tostring(k), kind_of(k, null))
             end
             st:set_group_var(name, k, val, { file = file, line = l })
           elseif key == "children" then
@@ -79,7 +79,7 @@ function M.read(doc, pos, file, st)
           else
             if type(k) ~= "string" then
               return at(l, "host name %s in group '%s' is a %s: quote it to make it a name", tostring(k), name,
-                type(k))
+                kind_of(k, null))
             end
             if val ~= null and type(val) ~= "table" then
               return at(l, "host '%s' in group '%s' must be a mapping of variables, got a %s", k, name,
@@ -94,7 +94,7 @@ function M.read(doc, pos, file, st)
               for _, hk in ipairs(hkeys) do
                 if type(hk) ~= "string" then
                   return at(hlines[hk] or l, "host '%s': variable name %s is a %s, not a name", h, tostring(hk),
-                    type(hk))
+                    kind_of(hk, null))
                 end
                 st:set_host_var(h, hk, val[hk], { file = file, line = hlines[hk] or l, group = name })
               end

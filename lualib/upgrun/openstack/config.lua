@@ -113,6 +113,8 @@ end
 -- The 1-based line of a key path (e.g. {"clouds","lab","verify"}) in a
 -- loaded file, from upgrun.yaml's positions (a dashed spelling of a key is
 -- found too); nil when unknown (JSON files, keys not in the file).
+local YAML_NULL = require("upgrun.yaml").null
+
 local function locate(src, path)
   if not src or not src.pos then return nil end
   local node, line = src.doc, nil
@@ -129,7 +131,9 @@ local function locate(src, path)
 end
 
 local function config_error(src, path, what)
-  local field = table.concat(path, ".")
+  local parts = {}
+  for i, k in ipairs(path) do parts[i] = k == YAML_NULL and "~" or tostring(k) end
+  local field = table.concat(parts, ".")
   local file = src and src.path
   local line = locate(src, path)
   local where = file and (line and (file .. ":" .. line) or file) or "configuration"
@@ -177,6 +181,17 @@ local function deep_merge(dst, src)
     end
   end
   return dst
+end
+
+-- False when t contains itself (a recursive YAML alias).
+local function acyclic(t, stack)
+  if stack[t] then return false end
+  stack[t] = true
+  for _, v in pairs(t) do
+    if type(v) == "table" and not acyclic(v, stack) then return false end
+  end
+  stack[t] = nil
+  return true
 end
 
 -- openstacksdk's normalize_keys: every dashed key of a mapping (recursively)
@@ -438,6 +453,9 @@ function M.load_all(opts)
           if type(c) ~= "table" then
             return nil, config_error(src, { "clouds", name }, "expected a mapping, got " ..
               (is_null(c) and "null" or type(c)))
+          end
+          if not acyclic(c, {}) then
+            return nil, config_error(src, { "clouds", name }, "contains itself (a YAML alias loop)")
           end
           if all.clouds[name] then
             deep_merge(all.clouds[name], c)
