@@ -120,7 +120,8 @@ local CLOUD_SEEDS = {
     .. "    regions: [r1, {name: r2, values: {interface: internal}}]\n    verify: no\n",
   "clouds:\n  c: &c\n    auth: {auth_url: http://k/v3, token: t}\n    auth_type: token\n  d:\n    <<: *c\n",
 }
-local TOKENS = { "&a ", "*a", "&c ", "*c", " *c\n", "<<: ", "~", "[", "]", "{", "}", ":", ": ", "\t", "\n", "- ", "123", "true",
+local TOKENS = { "&a ", "*a", "&c ", "*c", " *c\n",
+  "<<: ", "~", "[", "]", "{", "}", ":", ": ", "\t", "\n", "- ", "123", "true",
   "'", '"', "#", ",", "=", "[1:", ":2]", "\0", "\255", "!!int ", "!vault ", "children:", "hosts:", "vars:",
   "clouds:", "auth:", "  ", "1e999", "99999999999999999999999", "-", "..." }
 
