@@ -1,6 +1,7 @@
 -- test_inventory_oracle — upgrun.inventory against the real Ansible: 40
 -- generated inventories (YAML and INI, nested children, host ranges,
--- host:port, group priorities, null overrides, conflicting host vars,
+-- host:port, group priorities, null overrides, conflicting host vars, YAML
+-- 1.1 scalars (sexagesimal, octal, hex, yes/no/on/off, exponents),
 -- group_vars/ and host_vars/ files and directories, inventory directories
 -- and several sources) are each read by `ansible-inventory --list` and by
 -- upgrun, and every host's variables and every group's members must be the
@@ -45,7 +46,12 @@ local VAR_NAMES = { "v1", "v2", "v3", "role", "release", "ansible_host", "ansibl
 local function gen_value(name, ini)
   if name == "ansible_port" then return rnd(60000) + 1 end
   if name == "ansible_host" then return "10.0." .. rnd(250) .. "." .. rnd(250) end
-  local r = rnd(ini and 5 or 8)
+  local r = rnd(ini and 5 or 10)
+  if r >= 9 then -- a plain YAML scalar as YAML 1.1 (PyYAML) types it
+    return "!" .. pick({ "1:30", "0x1F", "1_000", "+5", ".5", "1e3", "Yes", "NO", "on", "0755", "1:30.5",
+      "0b101", "-0", "1.0e+3", "09", "y", "Off", "~", "2001:db8::1", "0o17", "-.5", "1.0e3", "190:20:30",
+      "11:22:33:44:55:66", "null", "1.5E-2", "012" })
+  end
   if r == 1 then return rnd(1000) end
   if r == 2 then return pick({ true, false }) end
   if r == 3 then return "s" .. rnd(99) end
@@ -127,6 +133,7 @@ end
 
 local function yaml_scalar(v)
   if v == "NULL" then return "~" end
+  if type(v) == "string" and v:sub(1, 1) == "!" then return v:sub(2) end
   if type(v) == "string" then return string.format("%q", v) end
   if type(v) == "table" then
     if v[1] ~= nil then

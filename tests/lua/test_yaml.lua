@@ -52,9 +52,9 @@ T.case("plain scalars are typed as YAML 1.1 (Ansible) types them; quoted ones ar
   local v = assert(yaml.decode([[
 t: [true, True, TRUE, yes, Yes, on, ON]
 f: [false, no, NO, off, Off]
-ints: [0, 42, -7, +3, 0x1F, 0b101, 0755, 1_000]
+ints: [0, 42, -7, +3, 0x1F, 0b101, 0755, 1_000, 1:30, 190:20:30]
 floats: [1.5, -0.25, 1.0e+3, .5, 2.]
-strs: ["yes", 'no', "42", '1.5', "null", 1e3, 0o17, 1.2.3, 10.0.0.1, 1:30, y, n]
+strs: ["yes", 'no', "42", '1.5', "null", 1e3, 0o17, 1.2.3, 10.0.0.1, "1:30", y, n, 1.0e3, 01:30]
 nulls: [~, null, NULL, ]
 version: 1.10
 block: |
@@ -71,7 +71,7 @@ vault: !vault |
   for _, b in ipairs(v.t) do T.eq(b, true) end
   T.eq(#v.t, 7)
   for _, b in ipairs(v.f) do T.eq(b, false) end
-  local ints = { 0, 42, -7, 3, 31, 5, 493, 1000 }
+  local ints = { 0, 42, -7, 3, 31, 5, 493, 1000, 90, 685230 } -- sexagesimal as PyYAML
   for i, n in ipairs(ints) do
     T.eq(v.ints[i], n, "ints[" .. i .. "]"); T.eq(math.type(v.ints[i]), "integer")
   end
@@ -79,7 +79,8 @@ vault: !vault |
   for i, n in ipairs(floats) do
     T.eq(v.floats[i], n, "floats[" .. i .. "]"); T.eq(math.type(v.floats[i]), "float")
   end
-  local strs = { "yes", "no", "42", "1.5", "null", "1e3", "0o17", "1.2.3", "10.0.0.1", "1:30", "y", "n" }
+  local strs = { "yes", "no", "42", "1.5", "null", "1e3", "0o17", "1.2.3", "10.0.0.1", "1:30", "y", "n", "1.0e3",
+    "01:30" }
   for i, s in ipairs(strs) do T.eq(v.strs[i], s, "strs[" .. i .. "]") end
   T.eq(#v.nulls, 3) -- [~, null, NULL, ] has three items
   for i = 1, 3 do T.eq(v.nulls[i], NULL) end
