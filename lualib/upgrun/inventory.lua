@@ -35,6 +35,7 @@ local Inventory = {}
 Inventory.__index = Inventory
 
 local NULL = yaml.null
+local list_format -- defined below
 
 local function inv_error(msg, file)
   local f, line = msg:match("^([^:]+):(%d+): ")
@@ -98,6 +99,21 @@ local function read_json(doc, file, st)
   end
 end
 
+-- True for the JSON of `ansible-inventory --list` / a script (hosts and
+-- children as lists, _meta); JSON in the YAML inventory format (hosts as a
+-- mapping) is read as YAML, as Ansible's yaml plugin reads .json files.
+list_format = function(doc)
+  if type(doc) ~= "table" then return false end
+  if doc._meta ~= nil then return true end
+  for _, body in pairs(doc) do
+    if type(body) == "table" and (body[1] ~= nil or (type(body.hosts) == "table" and body.hosts[1] ~= nil)
+        or (type(body.children) == "table" and body.children[1] ~= nil)) then
+      return true
+    end
+  end
+  return false
+end
+
 -- Why a file cannot be read natively, or nil.
 local function needs_ansible(text, doc)
   if text:match("^%$ANSIBLE_VAULT;") then return "a vault-encrypted inventory" end
@@ -152,8 +168,8 @@ local function read_file(path, st, exec)
   if not text then return err end
   if text:match("^%s*{") then
     local ok, doc = pcall(cjson.decode, text)
-    if ok then return read_json(doc, path, st) end
-    if ext == "json" then return path .. ":1: invalid JSON: " .. tostring(doc) end
+    if ok and list_format(doc) then return read_json(doc, path, st) end
+    if not ok and ext == "json" then return path .. ":1: invalid JSON: " .. tostring(doc) end
   end
   local doc, pos_or_err
   if ext == nil or YAML_EXT[ext] then
@@ -395,9 +411,7 @@ function M.parse(text, file)
   local ok, e = pcall(function()
     if text:match("^%s*{") then
       local jok, doc = pcall(cjson.decode, text)
-      if not jok then err = file .. ":1: invalid JSON: " .. tostring(doc); return end
-      err = read_json(doc, file, st)
-      return
+      if jok and list_format(doc) then err = read_json(doc, file, st); return end
     end
     local doc, pos = yaml.decode(text, file, { positions = true })
     local why = needs_ansible(text, doc)
