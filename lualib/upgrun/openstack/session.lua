@@ -66,10 +66,14 @@ function Session:record(rec)
 end
 
 local function http_opts(self, method, url, headers, body, timeout)
+  local px = self.cfg.proxy
   return {
     method = method, url = url, headers = headers, body = body,
     timeout = timeout or self.timeout,
     verify = self.cfg.verify ~= false, cacert = self.cfg.cacert,
+    cert = self.cfg.cert, key = self.cfg.key, -- mutual TLS (clouds.yaml cert/key, OS_CERT/OS_KEY)
+    proxy = px and (url:match("^https:") and px.https or px.http) or nil, -- https_proxy/http_proxy
+    noproxy = px and px.no_proxy or nil,
   }
 end
 

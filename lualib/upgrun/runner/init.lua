@@ -34,12 +34,16 @@ local function check_inputs(s, opts)
     if not ok then return nil, errors.message(e) end
   end
   if #s.stages == 0 then return nil, "scenario " .. s.name .. " (" .. s.declared_at .. ") declares no stages" end
-  for _, f in ipairs({ opts.inventory, opts.ledger }) do
-    local h = io.open(f or "", "r")
-    if f and not h then
-      return nil, string.format("%s %s: no such file or not readable", f == opts.inventory and "-i" or "--ledger", f)
-    end
-    if h then h:close() end
+  local files = {}
+  local inventories = type(opts.inventory) == "table" and opts.inventory or { opts.inventory }
+  for _, f in ipairs(inventories) do
+    if not f:find(",", 1, true) then files[#files + 1] = { "-i", f } end -- "h1,h2" is a host list
+  end
+  if opts.ledger then files[#files + 1] = { "--ledger", opts.ledger } end
+  for _, o in ipairs(files) do
+    local h = io.open(o[2], "r")
+    if not h then return nil, string.format("%s %s: no such file or not readable", o[1], o[2]) end
+    h:close()
   end
   return true
 end

@@ -7,6 +7,7 @@ local task = require "upgrun.task"
 local Timeline = require "upgrun.timeline"
 local redact = require "upgrun.redact"
 local errors = require "upgrun.errors"
+local params = require "upgrun.runner.params"
 local scenario = require "upgrun.scenario"
 
 local M = {}
@@ -59,7 +60,7 @@ function Run:load_inventory()
   if not ok then return nil, "ctx.inventory: the nodes library is not available: " .. tostring(nodes) end
   local lok, inv, err = pcall(nodes.load, self.opts.inventory)
   if not lok then err, inv = inv, nil end
-  if not inv then return nil, "cannot load inventory " .. self.opts.inventory .. ": " .. errors.message(err) end
+  if not inv then return nil, "cannot load inventory " .. params.inventory_names(self.opts) .. ": " .. errors.message(err) end
   self.inventory = inv
   return inv
 end
