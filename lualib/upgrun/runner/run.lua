@@ -60,7 +60,9 @@ function Run:load_inventory()
   if not ok then return nil, "ctx.inventory: the nodes library is not available: " .. tostring(nodes) end
   local lok, inv, err = pcall(nodes.load, self.opts.inventory)
   if not lok then err, inv = inv, nil end
-  if not inv then return nil, "cannot load inventory " .. params.inventory_names(self.opts) .. ": " .. errors.message(err) end
+  if not inv then
+    return nil, "cannot load inventory " .. params.inventory_names(self.opts) .. ": " .. errors.message(err)
+  end
   self.inventory = inv
   return inv
 end
