@@ -548,6 +548,7 @@ static CURL *easy_get(http_ctx *h) {
 
 /* stack: opts table at idx. Starts the transfer and yields. */
 static int do_request(lua_State *L, int idx) {
+  upgrun_check_cancelled(L);
   luaL_checktype(L, idx, LUA_TTABLE);
   size_t url_len, body_len = 0;
   const char *url = util_opt_string(L, idx, "url", NULL, &url_len);

@@ -723,6 +723,7 @@ static int l_wait(lua_State *L) {
   if (p->wait.pending)
     return luaL_error(L, "process %d is already being waited for", p->pid);
   need_task(L);
+  upgrun_check_cancelled(L);
   p->wait.op.push = wait_push;
   p->wait.op.cancel = op_cancel;
   p->wait.pending = true;
@@ -743,6 +744,7 @@ static int l_read_line(lua_State *L) {
   if (p->line.pending)
     return luaL_error(L, "process %d: read_line already pending", p->pid);
   need_task(L);
+  upgrun_check_cancelled(L);
   p->line.op.push = line_push;
   p->line.op.cancel = op_cancel;
   p->line.pending = true;
@@ -829,6 +831,7 @@ static int l_kill(lua_State *L) {
 }
 
 static int l_run(lua_State *L) {
+  upgrun_check_cancelled(L);
   if (lua_type(L, 1) != LUA_TSTRING) luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);

@@ -1085,6 +1085,7 @@ static const char *home_dir(void) {
 }
 
 static int l_connect(lua_State *L) {
+  upgrun_check_cancelled(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *host = util_opt_string(L, 1, "host", NULL, NULL);
   if (!host || !*host)
@@ -1234,6 +1235,7 @@ static void build_command(lua_State *L, int opts, const char *cmd, size_t len) {
 }
 
 static int l_exec(lua_State *L) {
+  upgrun_check_cancelled(L);
   ssh_sess *S = check_open(L);
   size_t len;
   const char *cmd = luaL_checklstring(L, 2, &len);
@@ -1274,6 +1276,7 @@ static int l_exec(lua_State *L) {
 }
 
 static int l_upload(lua_State *L) {
+  upgrun_check_cancelled(L);
   ssh_sess *S = check_open(L);
   size_t dlen = 0;
   const char *data = NULL, *lpath = NULL;

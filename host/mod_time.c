@@ -44,6 +44,7 @@ static void sleep_done(uv_timer_t *h) {
 }
 
 static int l_sleep(lua_State *L) {
+  upgrun_check_cancelled(L);
   double secs = luaL_checknumber(L, 1);
   luaL_argcheck(L, secs >= 0, 1, "must be >= 0");
   sleep_op *s = calloc(1, sizeof *s);

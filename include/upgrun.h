@@ -107,6 +107,13 @@ struct upgrun_op {
  * cancellation error is raised. */
 int upgrun_wait(lua_State *L, upgrun_op *op);
 
+/* Raises the cancellation error if the current task is cancelled; returns 0
+ * otherwise (also outside a task). Call it first thing in a waiting
+ * primitive, before allocating anything: a cancelled task must not queue
+ * work. A task that keeps catching its cancellation is abandoned here (it is
+ * suspended for good and reported, with its traceback). */
+int upgrun_check_cancelled(lua_State *L);
+
 /* Marks op's results ready and queues its task to be resumed by the
  * scheduler. Safe to call from any libuv/libcurl/libssh2 callback. */
 void upgrun_op_complete(upgrun_op *op);
