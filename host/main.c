@@ -5,6 +5,7 @@
  */
 #include "upgrun.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,6 +25,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* A closed stdout or a peer gone away gives EPIPE on that write, never a
+   * silent death: the run goes on and writes its outputs. */
+  signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
     usage(stderr);
     return UPGRUN_EXIT_USAGE;
