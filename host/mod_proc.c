@@ -136,10 +136,6 @@ static const char *errno_name(int uverr) {
   return uv_err_name(uverr); /* "ESRCH", "EPERM", ... */
 }
 
-static uint64_t to_ms(double s) {
-  return s > 1e12 ? (uint64_t)1e15 : (uint64_t)(s * 1000.0 + 0.5);
-}
-
 /* ---- lifetime ----------------------------------------------------------- */
 
 static void proc_free(proc_t *p) {
@@ -296,7 +292,7 @@ static void on_wait_timer(uv_timer_t *h) {
     if (!p->term_sent && !p->exited) {
       p->term_sent = true;
       uv_process_kill(&p->process, SIGTERM);
-      uv_timer_start(&p->grace_timer, on_grace, to_ms(p->grace), 0);
+      uv_timer_start(&p->grace_timer, on_grace, upgrun_ms(p->grace), 0);
     }
     return;
   }
@@ -730,7 +726,7 @@ static int l_wait(lua_State *L) {
   p->wait.timed_out = false;
   p->wait.timeout = timeout;
   if (timeout >= 0)
-    uv_timer_start(&p->wait_timer, on_wait_timer, to_ms(timeout), 0);
+    uv_timer_start(&p->wait_timer, on_wait_timer, upgrun_ms(timeout), 0);
   return upgrun_wait(L, &p->wait.op);
 }
 
@@ -751,7 +747,7 @@ static int l_read_line(lua_State *L) {
   p->line.timed_out = false;
   p->line.timeout = timeout;
   if (timeout >= 0)
-    uv_timer_start(&p->line_timer, on_line_timer, to_ms(timeout), 0);
+    uv_timer_start(&p->line_timer, on_line_timer, upgrun_ms(timeout), 0);
   return upgrun_wait(L, &p->line.op);
 }
 
@@ -854,7 +850,7 @@ static int l_run(lua_State *L) {
   p->wait.op.cancel = op_cancel;
   p->wait.pending = true;
   p->wait.timeout = timeout;
-  uv_timer_start(&p->wait_timer, on_wait_timer, to_ms(timeout), 0);
+  uv_timer_start(&p->wait_timer, on_wait_timer, upgrun_ms(timeout), 0);
   return upgrun_wait(L, &p->wait.op);
 }
 

@@ -55,7 +55,7 @@ static int l_sleep(lua_State *L) {
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
   uv_update_time(loop); /* the cached loop time may be stale after CPU work */
-  uv_timer_start(&s->timer, sleep_done, (uint64_t)(secs * 1000.0 + 0.5), 0);
+  uv_timer_start(&s->timer, sleep_done, upgrun_ms(secs), 0);
   return upgrun_wait(L, &s->op);
 }
 

@@ -609,7 +609,7 @@ int sched_join(lua_State *L, int ud, double timeout, bool with_timeout) {
     uv_timer_init(&rt->loop, j->timer);
     j->timer->data = j;
     uv_update_time(&rt->loop);
-    uv_timer_start(j->timer, join_timer_cb, (uint64_t)(timeout * 1000.0 + 0.5),
+    uv_timer_start(j->timer, join_timer_cb, upgrun_ms(timeout),
                    0);
   }
   return upgrun_wait(L, &j->op);

@@ -16,6 +16,7 @@
 
 #include <lua.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <uv.h>
 
 #ifdef __cplusplus
@@ -118,10 +119,34 @@ int upgrun_check_cancelled(lua_State *L);
  * scheduler. Safe to call from any libuv/libcurl/libssh2 callback. */
 void upgrun_op_complete(upgrun_op *op);
 
+/* The error kinds upgrun's primitives return (err.kind). Lua libraries add
+ * their own (docs/runtime.md lists every kind a scenario can see).
+ *   timeout    a deadline passed (the operation was stopped or abandoned)
+ *   cancelled  the task was cancelled (task:cancel, a with_timeout, an
+ *              abort by SIGINT/SIGTERM/SIGHUP: then err.aborted = true; a
+ *              task that ignored it: err.abandoned = true)
+ *   error      a joined task raised (err.traceback)
+ *   connect    resolving, TCP connect or the SSH handshake failed
+ *   tls        TLS handshake or certificate verification failed (http)
+ *   closed     the peer closed the connection / the session is closed / no
+ *              more lines (proc read_line)
+ *   protocol   any other transfer failure (http)
+ *   too_large  a body or captured output went past its limit (http
+ *              max_body, ssh max_output)
+ *   http       an HTTP status the caller asked to treat as an error
+ *   auth       SSH authentication refused
+ *   hostkey    SSH host key unknown (strict) or changed
+ *   channel    an SSH channel/SCP failure
+ *   spawn      a process could not be started (proc)
+ *   exited     signalling a process that has already exited (proc.kill)
+ *   exit       a non-zero exit with check = true (proc.run)
+ *   signal     a death by signal with check = true (proc.run)
+ *   yaml       text that is not valid YAML (upgrun.yaml)
+ *   io         a file or system call failed (err.code may name the errno) */
+
 /* Pushes nil and an error table {kind = kind, message = formatted} and
- * returns 2, for `return upgrun_push_error(L, "timeout", "...")`.
- * Kinds used by upgrun: timeout, connect, tls, http, exit, signal,
- * cancelled, auth, hostkey, channel, closed, protocol, io, error. */
+ * returns 2, for `return upgrun_push_error(L, "timeout", "...")`, kind one
+ * of the list above. */
 int upgrun_push_error(lua_State *L, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -129,6 +154,14 @@ int upgrun_push_error(lua_State *L, const char *kind, const char *fmt, ...)
  * nil) and returns 1, so callers can add fields (status, request_id, ...). */
 int upgrun_new_error(lua_State *L, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Seconds (a Lua number: maybe fractional, huge, inf or NaN) to whole
+ * milliseconds for a libuv timer or a libcurl option, rounded to nearest:
+ * the one place this conversion is done. NaN and negatives give 0; values
+ * past UPGRUN_MS_MAX (about 31 years, "for ever") give UPGRUN_MS_MAX, so
+ * `inf` never reaches an integer cast. */
+#define UPGRUN_MS_MAX ((uint64_t)1000000000000ULL)
+uint64_t upgrun_ms(double seconds);
 
 /* Monotonic time in seconds (the one clock for durations and ordering). */
 double upgrun_mono(void);
