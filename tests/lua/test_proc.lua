@@ -161,7 +161,7 @@ T.case("cancelling a task that waits on a child kills and reaps it", function()
     pid = p.pid
     return p:wait(60)
   end)
-  time.sleep(0.05)
+  T.wait_until(function() return t:status() == "waiting" end, 5, "the task to wait on its child")
   T.ok(pid and shell_sees(pid), "the child runs")
   t:cancel()
   T.err("cancelled", t:join(1))
@@ -174,14 +174,12 @@ T.case("cancelling a task that waits on a child kills and reaps it", function()
     return proc.run({ "sh", "-c", 'echo $$ > "$0"; exec sleep 30', pidfile }, { timeout = 60 })
   end)
   local pids = {}
-  local deadline = time.mono() + 5
-  while #pids == 0 and time.mono() < deadline do
-    time.sleep(0.02)
+  pids[1] = T.wait_until(function()
     local f = io.open(pidfile)
     local n = f and tonumber(f:read("a"))
     if f then f:close() end
-    if n then pids[1] = n end
-  end
+    return n
+  end, 5, "the run() child to write its pid")
   os.remove(pidfile)
   T.ok(#pids == 1 and shell_sees(pids[1]), "found the run() child")
   t2:cancel()
