@@ -614,8 +614,7 @@ static int do_request(lua_State *L, int idx) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, o);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)upgrun_ms(timeout));
   if (ctimeout > 0)
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)upgrun_ms(ctimeout));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)upgrun_ms(ctimeout));
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_body);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);

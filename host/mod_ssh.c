@@ -44,7 +44,7 @@
 #define PACKET_SIZE 32768
 #define READ_CHUNK 65536
 #define STEP_BUDGET ((size_t)4 * 1024 * 1024) /* bytes read per op per step */
-#define DEFAULT_MAX_OUTPUT ((size_t)64 << 20)    /* bytes kept per stream */
+#define DEFAULT_MAX_OUTPUT ((size_t)64 << 20) /* bytes kept per stream */
 
 typedef struct ssh_sess ssh_sess;
 typedef struct ssh_op ssh_op;
@@ -1107,8 +1107,9 @@ static int exec_push(lua_State *L, upgrun_op *op) {
       }
       if (o->out.total > o->out.len || o->err.total > o->err.len) {
         lua_pushboolean(L, 1);
-        lua_setfield(L, -2, o->out.total > o->out.len ? "stdout_truncated"
-                                                      : "stderr_truncated");
+        lua_setfield(L, -2,
+                     o->out.total > o->out.len ? "stdout_truncated"
+                                               : "stderr_truncated");
       }
     }
     n = 2;
@@ -1319,9 +1320,9 @@ static int l_exec(lua_State *L) {
   if (!opts) luaL_opt(L, luaL_checkinteger, 3, 0); /* nil or a table */
   double timeout = opts ? util_opt_number(L, 3, "timeout", 3600) : 3600;
   if (timeout <= 0) return util_field_error(L, "timeout", "must be > 0");
-  double max_output = opts ? util_opt_number(L, 3, "max_output",
-                                             (double)DEFAULT_MAX_OUTPUT)
-                           : (double)DEFAULT_MAX_OUTPUT;
+  double max_output =
+      opts ? util_opt_number(L, 3, "max_output", (double)DEFAULT_MAX_OUTPUT)
+           : (double)DEFAULT_MAX_OUTPUT;
   if (!(max_output >= 1 && max_output <= (double)SIZE_MAX / 2))
     return util_field_error(L, "max_output", "must be a byte count >= 1");
   size_t inlen = 0;

@@ -66,7 +66,7 @@ struct upgrun_runtime {
   thread_extra tag; /* {this runtime, NULL} */
   uv_loop_t loop;
   lua_State *L;
-  uv_idle_t ready_idle; /* drains the ready queue */
+  uv_idle_t ready_idle;    /* drains the ready queue */
   uv_async_t signal_async; /* woken by the SIGINT/SIGTERM/SIGHUP handler */
   upgrun_task *ready_head, *ready_tail;
   upgrun_task *live; /* every task not yet finished */

@@ -247,10 +247,14 @@ static struct sigaction saved_actions[N_ABORT_SIGNALS];
 
 static const char *abort_signal_name(int sig) {
   switch (sig) {
-  case SIGINT: return "SIGINT";
-  case SIGTERM: return "SIGTERM";
-  case SIGHUP: return "SIGHUP";
-  default: return "a signal";
+  case SIGINT:
+    return "SIGINT";
+  case SIGTERM:
+    return "SIGTERM";
+  case SIGHUP:
+    return "SIGHUP";
+  default:
+    return "a signal";
   }
 }
 
@@ -609,8 +613,7 @@ int sched_join(lua_State *L, int ud, double timeout, bool with_timeout) {
     uv_timer_init(&rt->loop, j->timer);
     j->timer->data = j;
     uv_update_time(&rt->loop);
-    uv_timer_start(j->timer, join_timer_cb, upgrun_ms(timeout),
-                   0);
+    uv_timer_start(j->timer, join_timer_cb, upgrun_ms(timeout), 0);
   }
   return upgrun_wait(L, &j->op);
 }

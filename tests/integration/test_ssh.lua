@@ -57,6 +57,7 @@ T.case("stdin and env", function()
 end)
 
 T.case("a 50 MB stdout arrives whole", function()
+  if T.valgrind then T.skip("tens of MB under valgrind") end
   local t0 = time.mono()
   local r = assert(S:exec("head -c 52428800 /dev/zero | tr '\\0' 'x'; echo done >&2", { timeout = 60 }))
   T.eq(r.status, 0)
@@ -83,6 +84,7 @@ T.case("output past max_output: too_large with the tail, the command run to its 
 end)
 
 T.case("the default cap is 64 MiB: 70 MB of stdout fails too_large instead of exhausting memory", function()
+  if T.valgrind then T.skip("tens of MB under valgrind") end
   local r, err = S:exec("head -c 70000000 /dev/zero", { timeout = 60 })
   err = T.err("too_large", r, err)
   T.eq(#err.stdout, 64 * 1024 * 1024)

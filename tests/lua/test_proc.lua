@@ -280,6 +280,7 @@ T.case("50 processes at once", function()
 end)
 
 T.case("a 20 MB stdout is captured whole; max_output truncates", function()
+  if T.valgrind then T.skip("tens of MB under valgrind") end
   local n = 20 * 1024 * 1024
   local t0 = time.mono()
   local r = assert(proc.run({ "head", "-c", tostring(n), "/dev/zero" }, { timeout = 30 }))

@@ -12,6 +12,10 @@ local SKIP = setmetatable({}, { __tostring = function() return "skipped" end })
 -- where every instruction costs ~20x and only memory errors are under test.
 T.slack = tonumber(os.getenv("UPGRUN_TEST_SLACK") or "") or 1
 
+-- True under valgrind (tests/run sets UPGRUN_VALGRIND=1): cases moving tens of MB skip
+-- themselves there (T.skip, reported), since memory errors, not throughput, are under test.
+T.valgrind = os.getenv("UPGRUN_VALGRIND") == "1"
+
 local function fmt(v)
   if type(v) == "string" then return string.format("%q", v) end
   return tostring(v)
