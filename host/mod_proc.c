@@ -726,7 +726,8 @@ static int l_wait(lua_State *L) {
   p->wait.timed_out = false;
   p->wait.timeout = timeout;
   if (timeout >= 0)
-    uv_timer_start(&p->wait_timer, on_wait_timer, upgrun_ms(timeout), 0);
+    uv_update_time(p->wait_timer.loop); /* stale after CPU work */
+  uv_timer_start(&p->wait_timer, on_wait_timer, upgrun_ms(timeout), 0);
   return upgrun_wait(L, &p->wait.op);
 }
 
@@ -747,7 +748,8 @@ static int l_read_line(lua_State *L) {
   p->line.timed_out = false;
   p->line.timeout = timeout;
   if (timeout >= 0)
-    uv_timer_start(&p->line_timer, on_line_timer, upgrun_ms(timeout), 0);
+    uv_update_time(p->wait_timer.loop); /* stale after CPU work */
+  uv_timer_start(&p->line_timer, on_line_timer, upgrun_ms(timeout), 0);
   return upgrun_wait(L, &p->line.op);
 }
 
@@ -850,6 +852,7 @@ static int l_run(lua_State *L) {
   p->wait.op.cancel = op_cancel;
   p->wait.pending = true;
   p->wait.timeout = timeout;
+  uv_update_time(p->wait_timer.loop); /* stale after CPU work */
   uv_timer_start(&p->wait_timer, on_wait_timer, upgrun_ms(timeout), 0);
   return upgrun_wait(L, &p->wait.op);
 }

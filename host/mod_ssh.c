@@ -321,6 +321,7 @@ static ssh_op *op_new(ssh_sess *S, int type, double timeout) {
   o->out.max = o->err.max = DEFAULT_MAX_OUTPUT;
   uv_timer_init(S->loop, &o->timer);
   o->timer.data = o;
+  uv_update_time(S->loop); /* stale after Lua's CPU work */
   uv_timer_start(&o->timer, op_timer_cb, upgrun_ms(timeout), 0);
   return o;
 }

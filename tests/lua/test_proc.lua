@@ -9,7 +9,7 @@ local time = require "upgrun.time"
 
 -- True once pid no longer exists (reaped), polling for up to `within` s.
 local function gone(pid, within)
-  local deadline = time.mono() + (within or 2)
+  local deadline = time.mono() + (within or 2) * T.slack
   repeat
     local ok, err = proc.kill(pid, 0)
     if not ok then
