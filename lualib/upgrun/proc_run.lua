@@ -20,7 +20,7 @@ local function number_opt(opts, name, default)
   local v = opts[name]
   if v == nil then return default end
   if type(v) ~= "number" then field_error(name, "number expected, got " .. type(v)) end
-  if not (v >= 0) then field_error(name, "must be >= 0") end
+  if v ~= v or v < 0 then field_error(name, "must be >= 0") end
   return v
 end
 
