@@ -71,6 +71,7 @@ struct upgrun_runtime {
   upgrun_task *ready_head, *ready_tail;
   upgrun_task *live; /* every task not yet finished */
   upgrun_task *main_task;
+  upgrun_task *running; /* the task being resumed, NULL between tasks */
   long next_id;
   double spin_limit; /* seconds a task may run without yielding */
   bool aborting;

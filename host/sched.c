@@ -312,19 +312,23 @@ static void signals_restore(void) {
 
 static void spin_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  upgrun_task *t = thread_extra_of(L)->task;
-  if (!t) return;
-  upgrun_runtime *rt = t->rt;
+  thread_extra *x = thread_extra_of(L);
+  upgrun_runtime *rt = x->rt;
   if (pending_signal && !rt->aborting) take_pending_signal(rt);
-  if (t->co != L) return;
+  /* L is the task's thread, or a coroutine the script created inside it */
+  upgrun_task *t = rt->running;
+  if (!t || (x->task && x->task != t)) return;
+  bool own = t->co == L;
   /* cancelled while busy (a signal): raise it now, once */
   if (t->cancelled && t->cancel_raises == 0) {
-    sched_raise_cancelled(L, t);
+    t->cancel_raises++;
+    sched_push_cancelled(L, rt);
+    lua_error(L);
     return;
   }
   double ran = upgrun_mono() - t->resumed_at;
   if (ran > rt->spin_limit) {
-    if (t->cancelled) {
+    if (t->cancelled && own) {
       t->abandoned = true;
       lua_yield(L, 0);
       return;
@@ -352,7 +356,9 @@ static void task_resume(upgrun_task *t) {
   t->state = TASK_RUNNING;
   t->resumed_at = upgrun_mono();
   int nres = 0;
+  t->rt->running = t;
   int status = lua_resume(co, t->rt->L, nargs, &nres);
+  t->rt->running = NULL;
   if (status == LUA_YIELD && t->abandoned) {
     task_abandon(t);
     return;

@@ -80,6 +80,26 @@ for _, sig in ipairs { "TERM", "INT", "HUP" } do
     end)
 end
 
+T.case("SIGTERM while busy inside a coroutine of the script's own is honoured within 1 s", function()
+  local code = [[
+    local co = coroutine.wrap(function()
+      io.stdout:write("BUSY\n"); io.stdout:flush()
+      local x = 0
+      while true do x = x + 1 end
+    end)
+    local ok, e = pcall(co)
+    io.stdout:write("caught ", tostring(not ok and e.kind), " aborted=", tostring(e.aborted), "\n")
+  ]]
+  local p = proc.spawn { argv = { BIN, "-e", code }, cwd = TMP }
+  T.ok(wait_for_line(p, "BUSY"), "the script runs")
+  local t0 = time.mono()
+  T.ok(p:kill("TERM"))
+  local r = assert(p:wait(10 * T.slack))
+  T.ok(time.mono() - t0 < 1.0 * T.slack, string.format("exited %.3f s after the signal", time.mono() - t0))
+  T.eq(r.status, 3, r.stderr)
+  T.ok(r.stdout:find("caught cancelled aborted=true", 1, true), r.stdout .. r.stderr)
+end)
+
 T.case("a closed stdout does not stop the run: every output file is written", function()
   local out = TMP .. "/closed-stdout"
   -- stdout is a pipe whose reading end is closed before upgrun starts (SIGPIPE restored to
