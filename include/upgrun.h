@@ -30,7 +30,7 @@ enum {
   UPGRUN_EXIT_OK = 0,      /* the script finished and everything passed */
   UPGRUN_EXIT_FAILED = 1,  /* a check or budget failed (set by the script) */
   UPGRUN_EXIT_USAGE = 2,   /* bad invocation, config or script error */
-  UPGRUN_EXIT_ABORTED = 3, /* aborted by SIGINT/SIGTERM */
+  UPGRUN_EXIT_ABORTED = 3, /* aborted by SIGINT/SIGTERM/SIGHUP */
 };
 
 typedef struct upgrun_runtime upgrun_runtime;
@@ -57,7 +57,8 @@ int upgrun_register_module(upgrun_runtime *rt, const char *name,
  * `arg` (arg[0] = path, arg[1..] = args) and runs it as the main task until it
  * ends. Returns an exit code: the integer the chunk returned (0 if none),
  * UPGRUN_EXIT_USAGE on a syntax/runtime error (printed as file:line: message
- * with a traceback), UPGRUN_EXIT_ABORTED after SIGINT/SIGTERM. */
+ * with a traceback), UPGRUN_EXIT_ABORTED after SIGINT/SIGTERM/SIGHUP
+ * (signals are handled while the script runs; a second one exits at once). */
 int upgrun_run_file(upgrun_runtime *rt, const char *path, int argc,
                     char **argv);
 
