@@ -551,6 +551,7 @@ static CURL *easy_get(http_ctx *h) {
 
 /* stack: opts table at idx. Starts the transfer and yields. */
 static int do_request(lua_State *L, int idx) {
+  upgrun_check_cancelled(L);
   luaL_checktype(L, idx, LUA_TTABLE);
   size_t url_len, body_len = 0;
   const char *url = util_opt_string(L, idx, "url", NULL, &url_len);
@@ -618,10 +619,9 @@ static int do_request(lua_State *L, int idx) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, o);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, o);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000.0 + 0.5));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)upgrun_ms(timeout));
   if (ctimeout > 0)
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(ctimeout * 1000.0 + 0.5));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)upgrun_ms(ctimeout));
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_body);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
