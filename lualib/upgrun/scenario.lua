@@ -23,6 +23,9 @@ local time = require "upgrun.time"
 local Timeline = require "upgrun.timeline"
 local probe = require "upgrun.probe"
 local ledger = require "upgrun.ledger"
+local probing = require "upgrun.probing"
+local sample_log = require "upgrun.sample_log"
+local steady = require "upgrun.steady"
 
 local M = {}
 local Scenario = {}
@@ -79,6 +82,7 @@ function M.new(spec)
   for k in pairs(spec.params or {}) do names[#names + 1] = k end
   table.sort(names)
   for _, k in ipairs(names) do s:param(k, spec.params[k]) end
+  steady.declare(s, spec.steady)
   return s
 end
 
@@ -739,27 +743,6 @@ function Scenario:new_run(opts, path)
   return run
 end
 
-local function start_stage_probes(run, ctx, stage)
-  for _, p in ipairs(run.s.probes) do
-    if p:runs_in(stage) then
-      p:start(ctx, run.tl, stage, function() return run:current_step() end)
-      run.tl:event("probe_start", { probe = p.name, stage = stage })
-    elseif p.loop then
-      p:stop(run.tl)
-      run.tl:event("probe_stop", { probe = p.name, stage = stage })
-    end
-  end
-end
-
-local function stop_all_probes(run)
-  for _, p in ipairs(run.s.probes) do
-    if p.loop then
-      p:stop(run.tl)
-      run.tl:event("probe_stop", { probe = p.name })
-    end
-  end
-end
-
 function Run:run_stage(ctx, stage)
   local sr = { name = stage.name, needs = stage.needs, nfailed = 0 }
   self.stage_results[#self.stage_results + 1] = sr
@@ -794,7 +777,7 @@ function Run:run_stage(ctx, stage)
   sr.start, sr.wall_start = self.tl:now(), self.tl:wall()
   self.tl:event("stage_start", { stage = stage.name, t = sr.start, wall = sr.wall_start })
   self:say("stage " .. stage.name)
-  start_stage_probes(self, ctx, stage.name)
+  self.probing:enter_stage(ctx, stage.name, function() return self:current_step() end)
   local ok, e = xpcall(stage.fn, error_handler, ctx)
   sr["end"], sr.wall_end = self.tl:now(), self.tl:wall()
   sr.duration = sr["end"] - sr.start
@@ -816,7 +799,7 @@ function Run:run_stage(ctx, stage)
   if task.aborted() then self.aborted = true end
   self.tl:event("stage_end", { stage = stage.name, result = sr.result, duration = sr.duration })
   self:say(string.format("stage %s: %s (%.3f s)", stage.name, sr.result, sr.duration))
-  if self.samples_file then self.samples_file:flush() end
+  if self.sample_log then self.sample_log:flush() end
 end
 
 -- Cleans up live ledger records whose kind has a cleanup function.
@@ -949,11 +932,12 @@ function Scenario:run(args, path)
     local n = run.ledger:import(doc, opts.ledger)
     run.tl:event("ledger_import", { file = opts.ledger, resources = n })
   end
-  run.samples_file = io.open(run.out .. "/samples.jsonl", "w")
+  local serr
+  run.sample_log, serr = sample_log.open(run.out .. "/samples.jsonl", function(m) return run:redact(m) end)
+  if not run.sample_log then io.stderr:write("upgrun: ", serr, "\n"); return M.EXIT.usage end
+  run.probing = probing.new(self.probes, run.tl, { log = run.sample_log,
+    on_event = function(kind, fields) run.tl:event(kind, fields) end })
   local report = require "upgrun.report"
-  for _, p in ipairs(self.probes) do
-    p.on_sample = function(smp) report.write_sample(run, smp) end
-  end
 
   -- Node commands and service actions (upgrun.nodes' event log) go on the
   -- timeline, when that library is there.
@@ -969,15 +953,22 @@ function Scenario:run(args, path)
     return M.EXIT.usage
   end
   run:say(string.format("upgrun: scenario %s -> %s", self.name, run.out))
+  local is_steady = steady.check(run, ctx, "start")
   for _, stage in ipairs(self.stages) do
-    run:run_stage(ctx, stage)
+    if is_steady then
+      run:run_stage(ctx, stage)
+    else
+      run.stage_results[#run.stage_results + 1] = { name = stage.name, result = "skipped",
+                                                    reason = "the cloud is not steady" }
+    end
     if task.aborted() then run.aborted = true end
   end
-  stop_all_probes(run)
+  if is_steady and not run.aborted then steady.check(run, ctx, "end") end
+  run.probing:stop_all()
   run:cleanup(ctx) -- on abort: only marks the resources kept (nothing can wait)
   if not run.aborted then
     -- samples still in flight finish within their timeout
-    for _, p in ipairs(self.probes) do pcall(p.drain, p) end
+    run.probing:drain()
   end
   if task.aborted() then run.aborted = true end
   if run.aborted then
@@ -991,12 +982,19 @@ function Scenario:run(args, path)
   end
   if type(unsubscribe) == "function" then unsubscribe() end
   run.run_end = run.tl:now()
+  run.probing:finish() -- samples still in flight are cut at the run's end
   report.analyse(run)
   run.verdict, run.exit_code = verdict(run)
   local wok, werr = pcall(report.write_all, run)
-  if not wok then
-    io.stderr:write("upgrun: writing the reports failed: ", tostring(werr), "\n")
-    if run.exit_code == 0 then run.exit_code = M.EXIT.usage end
+  if not wok then werr = { tostring(werr) } end
+  for _, e in ipairs(werr) do io.stderr:write("upgrun: output not written: ", e, "\n") end
+  if #werr > 0 and run.exit_code == 0 then run.exit_code = M.EXIT.failed end
+  if task.aborted() and not run.aborted then
+    -- A signal came while the reports were written: the process exits 3, so
+    -- the report must say aborted too.
+    run.aborted = true
+    run.verdict, run.exit_code = verdict(run)
+    pcall(report.write_all, run)
   end
   if opts.quiet then run.opts.quiet = false end
   report.console(run)
