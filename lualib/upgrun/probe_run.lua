@@ -62,6 +62,7 @@ end
 -- One sample, in its own task.
 function ProbeRun:sample(ctx, job)
   local p = self.probe
+  job.t_send, job.wall = time.mono(), self.tl:wall()
   local ok, res, err = pcall(task.with_timeout, p.timeout, p.fn, ctx, p)
   local t_done = time.mono()
   self.in_flight = self.in_flight - 1
@@ -112,6 +113,8 @@ function ProbeRun:start(ctx, stage, current_step)
       else
         self.in_flight = self.in_flight + 1
         self.sent = self.sent + 1
+        -- t_send/wall are stamped again when the sample task runs (the
+        -- request goes out then); these hold if it never runs.
         local job = { seq = self.seq, t_send = time.mono(), wall = tl:wall(), stage = self.stage, step = step }
         local st
         st = task.spawn("sample " .. self.name, function()
