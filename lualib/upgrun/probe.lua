@@ -74,8 +74,9 @@ end
 -- the headers (e.g. a fresh token).
 function M.http(spec)
   assert(type(spec) == "table" and type(spec.url) == "string", "probe.http needs {url = ...}")
+  local http
   return function(ctx, p)
-    local http = require "upgrun.http"
+    http = http or require "upgrun.http"
     local headers = spec.headers
     if type(headers) == "function" then headers = headers(ctx) end
     return http.request { method = spec.method or "GET", url = spec.url, headers = headers,
@@ -93,13 +94,19 @@ function M.new(spec)
   local p = setmetatable({}, Probe)
   p.name = spec.name
   p.fn = spec.fn
-  if spec.http then p.fn = M.http(spec.http); p.expect = p.expect or spec.http.expect end
+  if spec.http then
+    p.fn = M.http(spec.http)
+    p.expect = p.expect or spec.http.expect
+  end
   if type(p.fn) ~= "function" then error("probe " .. p.name .. ": needs fn or http", 3) end
   p.interval = spec.interval or (spec.rate and 1 / spec.rate) or 1
   if type(p.interval) ~= "number" or p.interval <= 0 then
     error("probe " .. p.name .. ": interval must be > 0", 3)
   end
   p.timeout = spec.timeout or math.max(1, math.min(5, 10 * p.interval))
+  -- An http probe's request carries the probe's timeout itself: no watchdog
+  -- task is needed per sample (upgrun.probe_run).
+  p.self_timed = spec.http and (not spec.http.timeout or spec.http.timeout <= p.timeout) or nil
   p.max_in_flight = spec.max_in_flight or math.min(16, math.ceil(p.timeout / p.interval) + 1)
   p.expect = spec.expect or p.expect
   p.expect_set = status_set(p.expect)
