@@ -12,6 +12,8 @@
 #   MODE=rss  RSS over a long run: ${PROBES:-4} probes at ${HZ:-50} Hz for
 #             ${SECS:-600} s, VmRSS every 10 s, and the projection to
 #             6 h x 4 probes x 20 Hz from the slope after the first minute.
+#   MODE=analysis  the end-of-run analysis (bench/analysis_bench.lua) for
+#             10,000 and 1,728,000 samples (6 h x 4 probes x 20 Hz), median of 3.
 # Server: tests/integration/faultserver.py (/status/200, keep-alive) on
 # 127.0.0.1; its own CPU is not counted. Prints lines for bench/RESULTS.md.
 set -euo pipefail
@@ -29,6 +31,13 @@ for _ in $(seq 50); do [[ -s "$tmp/port" ]] && break; sleep 0.1; done
 url="http://127.0.0.1:$(cut -d' ' -f1 "$tmp/port")/status/200"
 echo "machine: $(lscpu | grep 'Model name' | sed 's/Model name: *//'), $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
 
+if [[ "$MODE" == analysis ]]; then
+  for per in 2500 432000; do
+    for _ in 1 2 3; do "$UPGRUN" "$here/analysis_bench.lua" "$per"; done | sort -k4 -g | sed -n 2p | awk '{
+      printf "%d samples: analysis %.1f ms, writing report.json + junit.xml + report.html %.1f ms (median of 3; feeding the aggregates took %.2f s during the run)\n", $2, $4, $5, $3 }'
+  done
+  exit 0
+fi
 if [[ "$MODE" == cpu ]]; then
   HZ=${HZ:-100} SHORT=${SHORT:-10} LONG=${LONG:-30}
   u1=$("$UPGRUN" "$here/probe_scenario.lua" "$url" "$SHORT" 1 "$HZ" "$tmp/u1" | grep '^run ')
