@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #define FILE_MT "upgrun.fs.file"
-#define FLUSH_AT (64 * 1024)
+#define FLUSH_AT ((size_t)64 * 1024)
 
 typedef struct {
   int fd;
@@ -151,7 +151,8 @@ static int l_file_write(lua_State *L) {
   if (f->fd < 0) return file_fail(L, f, "write (closed)", EBADF);
   if (f->len + len > f->cap) {
     size_t cap = f->cap ? f->cap : 4096;
-    while (cap < f->len + len) cap *= 2;
+    while (cap < f->len + len)
+      cap *= 2;
     char *nb = realloc(f->buf, cap);
     if (!nb) return luaL_error(L, "out of memory");
     f->buf = nb;
@@ -242,10 +243,11 @@ static int l_open(lua_State *L) {
 }
 
 int luaopen_upgrun_fs(lua_State *L) {
-  static const luaL_Reg file_methods[] = {
-      {"write", l_file_write}, {"flush", l_file_flush},
-      {"sync", l_file_sync},   {"close", l_file_close},
-      {NULL, NULL}};
+  static const luaL_Reg file_methods[] = {{"write", l_file_write},
+                                          {"flush", l_file_flush},
+                                          {"sync", l_file_sync},
+                                          {"close", l_file_close},
+                                          {NULL, NULL}};
   static const luaL_Reg file_meta[] = {{"__gc", l_file_gc},
                                        {"__close", l_file_gc},
                                        {"__tostring", l_file_tostring},

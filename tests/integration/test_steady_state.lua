@@ -87,7 +87,8 @@ T.case("an API that never comes up: exit 1, no step run, the report says why", f
   T.eq(doc.verdict, "failed")
   T.eq(#doc.steps, 0, "no step was run")
   T.eq(doc.steady_state.start.result, "not steady")
-  T.ok(doc.steady_state.failure:find("^the cloud is not steady: api failing %(.*connect.*%)$"), doc.steady_state.failure)
+  T.ok(doc.steady_state.failure:find("^the cloud is not steady: api failing %(.*connect.*%)$"),
+       doc.steady_state.failure)
   for _, st in ipairs(doc.stages) do T.eq(st.result, "skipped") end
   T.eq(doc.steady_state["end"], nil, "no end check after no upgrade")
   os.execute("rm -rf '" .. out .. "'")
