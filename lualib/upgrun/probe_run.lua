@@ -17,6 +17,7 @@
 local task = require "upgrun.task"
 local time = require "upgrun.time"
 local probe = require "upgrun.probe"
+local Timeline = require "upgrun.timeline"
 
 local M = {}
 local ProbeRun = {}
@@ -49,8 +50,9 @@ local function is_cancel(e) return type(e) == "table" and e.kind == "cancelled" 
 -- The sample of a request cut by an abort (or by the end of the run).
 function ProbeRun:cut(job, t_cut)
   local p = self.probe
-  local s = { probe = self.name, t = self.tl:rel(job.t_send), wall = job.wall, stage = job.stage, step = job.step,
-              latency = t_cut - job.t_send }
+  local t = self.tl:rel(job.t_send)
+  local s = { probe = self.name, t = t, wall = job.wall or Timeline.iso(self.tl.t0_wall + t), stage = job.stage,
+              step = job.step, latency = t_cut - job.t_send }
   if s.latency > p.interval then
     s.result, s.err, s.message = "unknown", "aborted", "no answer before the abort"
     s.t_end = self.tl:rel(t_cut)
@@ -119,9 +121,9 @@ function ProbeRun:start(ctx, stage, current_step)
       else
         self.in_flight = self.in_flight + 1
         self.sent = self.sent + 1
-        -- t_send/wall are stamped again when the sample task runs (the
-        -- request goes out then); these hold if it never runs.
-        local job = { seq = self.seq, t_send = time.mono(), wall = tl:wall(), stage = self.stage, step = step }
+        -- t_send is stamped again (with wall) when the sample task runs: the
+        -- request goes out then; this one holds if it never runs.
+        local job = { seq = self.seq, t_send = time.mono(), stage = self.stage, step = step }
         local st
         st = task.spawn("sample " .. self.name, function()
           self:sample(ctx, job)
