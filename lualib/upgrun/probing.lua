@@ -4,7 +4,7 @@
 --
 --   local P = probing.new(run.s.probes, run.tl, {log =, on_event = fn(kind, fields)})
 --   P:enter_stage(ctx, stage, current_step)  start the probes of that stage, stop the others
---   P:start_all(ctx, stage, current_step)    every probe (the steady-state check)
+--   P:start_all(ctx, stage, current_step)    every probe not turned off (the steady-state check)
 --   P:stop_all()   P:drain()   P:finish() (cuts what is in flight, closes outages)
 --   P.runs (array), P.by_name[name]
 local probe_run = require "upgrun.probe_run"
@@ -46,10 +46,16 @@ function Probing:enter_stage(ctx, stage, current_step)
   end
 end
 
+-- Whether a probe is turned off (`stages = {}`, e.g. by a setup function).
+function M.is_off(pr) return type(pr.probe.stages) == "table" and #pr.probe.stages == 0 end
+
+-- Every probe that is not turned off, whatever its stages.
 function Probing:start_all(ctx, stage, current_step)
   for _, pr in ipairs(self.runs) do
-    pr:start(ctx, stage, current_step)
-    self:event("probe_start", { probe = pr.name, stage = stage })
+    if not M.is_off(pr) then
+      pr:start(ctx, stage, current_step)
+      self:event("probe_start", { probe = pr.name, stage = stage })
+    end
   end
 end
 

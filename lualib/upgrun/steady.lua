@@ -1,5 +1,5 @@
 -- upgrun.steady — the steady-state hypothesis: before the first stage, every
--- probe of the scenario must answer ok without a break for a settle window
+-- probe of the scenario (unless turned off: stages = {}) must answer ok without a break for a settle window
 -- (parameter steady_settle, default 10 s; 0 turns the check off) within a
 -- deadline (steady_deadline, default 120 s). The run waits, printing what
 -- still fails; past the deadline it stops before any stage runs and fails
@@ -15,6 +15,7 @@
 --   result = {result = "steady"|"not steady"|"off"|"aborted", settle, deadline,
 --             start, ["end"], duration, failing = {{probe, error, ok_for}}}
 local time = require "upgrun.time"
+local probing_mod = require "upgrun.probing"
 
 local M = {}
 
@@ -41,11 +42,13 @@ end
 local function failing(probing, settle)
   local out = {}
   for _, pr in ipairs(probing.runs) do
+    if probing_mod.is_off(pr) then goto next end
     local d, err = pr.stats:steady_for()
     if not d or d < settle then
       out[#out + 1] = { probe = pr.name, ok_for = d or 0,
                         error = (not d) and (err or "no answer yet") or nil }
     end
+    ::next::
   end
   return out
 end

@@ -126,4 +126,19 @@ T.case("steady_settle=0 turns the check off", function()
   os.execute("rm -rf '" .. out .. "'")
 end)
 
+T.case("a probe turned off (stages = {}) is not waited for", function()
+  local t0 = time.mono() + 0.3
+  local srv, port = start_server(t0, {}, 1)
+  local out = tmpdir()
+  local s = make(port, t0)
+  s:probe { name = "off", interval = 0.05, timeout = 0.5, stages = {}, http = { url = "http://127.0.0.1:1/" } }
+  local code = s:run({ "-o", out, "-q", "--set", "steady_deadline=5" }, "steady")
+  srv:kill("TERM"); srv:wait(5)
+  T.eq(code, 0)
+  local doc = read_report(out)
+  T.eq(doc.steady_state.start.result, "steady")
+  T.eq(doc.probes[2].sent, 0, "the probe turned off sent nothing")
+  os.execute("rm -rf '" .. out .. "'")
+end)
+
 return T.done()
