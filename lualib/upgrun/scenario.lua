@@ -950,6 +950,7 @@ function Scenario:run(args, path)
   local ctx = new_ctx(run)
   if not run_setups(run, ctx) then
     if type(unsubscribe) == "function" then unsubscribe() end
+    run.sample_log:close()
     return M.EXIT.usage
   end
   run:say(string.format("upgrun: scenario %s -> %s", self.name, run.out))
