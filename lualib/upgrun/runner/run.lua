@@ -122,28 +122,6 @@ function Run:record_check(name, result, detail)
   return rec
 end
 
--- Starts the probes of a stage and stops those that do not run in it.
-function Run:start_stage_probes(ctx, stage)
-  for _, p in ipairs(self.s.probes) do
-    if p:runs_in(stage) then
-      p:start(ctx, self.tl, stage, function() return self:current_step() end)
-      self.tl:event("probe_start", { probe = p.name, stage = stage })
-    elseif p.loop then
-      p:stop(self.tl)
-      self.tl:event("probe_stop", { probe = p.name, stage = stage })
-    end
-  end
-end
-
-function Run:stop_all_probes()
-  for _, p in ipairs(self.s.probes) do
-    if p.loop then
-      p:stop(self.tl)
-      self.tl:event("probe_stop", { probe = p.name })
-    end
-  end
-end
-
 -- The verdict and the exit code once everything is analysed.
 function Run:verdict()
   local EXIT = scenario.EXIT
