@@ -84,8 +84,8 @@ function M.check(run, ctx, phase)
   local stage = "steady_" .. phase
   local tl = run.tl
   res.start = tl:now()
-  tl:event("steady_start", { phase = phase, settle = settle, deadline = deadline })
-  run:say(string.format("steady state (%s): every probe ok for %g s, at most %g s ...", phase, settle, deadline))
+  tl:event("steady_start", { phase = phase, settle = settle, deadline = deadline,
+    message = string.format("steady state (%s): every probe ok for %g s, at most %g s ...", phase, settle, deadline) })
   probing:start_all(ctx, stage, nil)
   local last_report = res.start
   while true do
@@ -95,14 +95,15 @@ function M.check(run, ctx, phase)
     if now - res.start >= deadline then res.result = "not steady"; res.failing = f; break end
     if now - last_report >= REPORT then
       last_report = now
-      run:say(string.format("  waiting (%.0f s): %s", now - res.start, describe_failing(f)))
+      tl:event("steady_wait", { phase = phase,
+        message = string.format("  waiting (%.0f s): %s", now - res.start, describe_failing(f)) })
     end
     if not pcall(time.sleep, POLL) then res.result = "aborted"; run.aborted = true; break end
   end
   res["end"] = tl:now()
   res.duration = res["end"] - res.start
-  tl:event("steady_end", { phase = phase, result = res.result, duration = res.duration })
-  run:say(string.format("steady state (%s): %s", phase, M.describe(res)))
+  tl:event("steady_end", { phase = phase, result = res.result, duration = res.duration,
+    message = string.format("steady state (%s): %s", phase, M.describe(res)) })
   if res.result == "not steady" then
     local first = res.failing[1]
     local what = first.error and string.format("%s failing (%s)", first.probe, first.error)
