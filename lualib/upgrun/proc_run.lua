@@ -6,13 +6,7 @@
 -- the contract).
 local terminate = require "upgrun.terminate"
 
-local ERROR_MT = debug.getregistry()["upgrun.error"]
-
-local function new_error(kind, message, fields)
-  local e = { kind = kind, message = message }
-  for k, v in pairs(fields or {}) do if e[k] == nil then e[k] = v end end
-  return setmetatable(e, ERROR_MT)
-end
+local new_error = require("upgrun.errors").new
 
 local function field_error(name, what) error(string.format("bad field '%s' (%s)", name, what), 3) end
 
