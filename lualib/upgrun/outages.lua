@@ -1,5 +1,6 @@
 -- upgrun.outages — pure functions that turn probe samples into outages,
--- downtime per step, latency percentiles per stage and budget verdicts.
+-- downtime per step, the worst latency ratio and budget verdicts (latency
+-- per stage is kept online by upgrun.probe_stats).
 -- No I/O, no clock: everything is computed from the tables passed in, so it is
 -- unit-tested directly (tests/lua/test_outages.lua).
 --
@@ -162,59 +163,6 @@ function M.union(windows)
   end
   for _, x in ipairs(out) do x.duration = x["end"] - x.start end
   return out
-end
-
--- Percentile of an ascending array by linear interpolation between the two
--- nearest ranks (p in [0, 100]); nil for an empty array.
-function M.percentile(sorted, p)
-  local n = #sorted
-  if n == 0 then return nil end
-  if n == 1 then return sorted[1] end
-  local rank = (p / 100) * (n - 1) + 1
-  local lo = math.floor(rank)
-  if lo >= n then return sorted[n] end
-  local frac = rank - lo
-  return sorted[lo] + (sorted[lo + 1] - sorted[lo]) * frac
-end
-
--- Latency statistics of an array of numbers: {n, min, max, mean, p50, p95, p99}.
-function M.stats(values)
-  local v = {}
-  local sum = 0
-  for i, x in ipairs(values) do v[i] = x; sum = sum + x end
-  table.sort(v)
-  local n = #v
-  if n == 0 then return { n = 0 } end
-  return { n = n, min = v[1], max = v[n], mean = sum / n,
-           p50 = M.percentile(v, 50), p95 = M.percentile(v, 95), p99 = M.percentile(v, 99) }
-end
-
--- Latency of ok samples per stage, and the ratio of each stage's percentiles
--- to the baseline stage's (default "before"). Returns
---   {[stage] = {n, p50, p95, p99, ..., p50_ratio, p95_ratio, p99_ratio}}, baseline_name
-function M.latency_by_stage(samples, baseline)
-  baseline = baseline or "before"
-  local lat = {}
-  for _, x in ipairs(samples) do
-    if x.result == "ok" and x.latency and x.stage then
-      local l = lat[x.stage]
-      if not l then l = {}; lat[x.stage] = l end
-      l[#l + 1] = x.latency
-    end
-  end
-  local out = {}
-  for stage, l in pairs(lat) do out[stage] = M.stats(l) end
-  local base = out[baseline]
-  if base and base.n > 0 then
-    for stage, st in pairs(out) do
-      if stage ~= baseline and st.n > 0 then
-        for _, p in ipairs { "p50", "p95", "p99" } do
-          if base[p] > 0 then st[p .. "_ratio"] = st[p] / base[p] end
-        end
-      end
-    end
-  end
-  return out, baseline
 end
 
 -- The worst ratio of a percentile over the non-baseline stages (nil when no
