@@ -27,13 +27,7 @@ end
 
 local function unmount(dir) sh("umount '" .. dir .. "' && rmdir '" .. dir .. "'") end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = T.read
 
 -- Every output present is complete; no temporary file is left behind.
 local function outputs_whole(out)

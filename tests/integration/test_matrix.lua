@@ -12,9 +12,7 @@ local time = require "upgrun.time"
 
 local BIN = os.getenv("UPGRUN_BIN") or T.src("build/upgrun")
 local FIX = T.src("tests/integration/fixtures/matrix/")
-local TMP = os.tmpname()
-os.remove(TMP)
-os.execute("mkdir -p '" .. TMP .. "'")
+local TMP = T.tmpdir()
 
 local srv do
   local p = assert(proc.spawn {
@@ -37,13 +35,7 @@ local function upgrun(args, timeout, extra_env)
   return r.status, r.stdout or "", r.stderr or ""
 end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = T.read
 
 local function has(s, needle, what)
   T.ok(s and s:find(needle, 1, true), (what or "") .. " contains " .. needle .. ":\n" .. tostring(s))

@@ -10,9 +10,7 @@ local time = require "upgrun.time"
 
 local BIN = os.getenv("UPGRUN_BIN") or T.src("build/upgrun")
 local FIX = T.src("tests/integration/fixtures/scenarios/")
-local TMP = os.tmpname()
-os.remove(TMP)
-os.execute("mkdir -p '" .. TMP .. "'")
+local TMP = T.tmpdir()
 
 local function upgrun(args, timeout)
   local argv = { BIN }
@@ -21,13 +19,7 @@ local function upgrun(args, timeout)
   return r.status, r.stdout or "", r.stderr or ""
 end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = T.read
 
 local function report(dir)
   local text = read(dir .. "/report.json")

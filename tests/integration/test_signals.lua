@@ -10,17 +10,9 @@ local time = require "upgrun.time"
 
 local BIN = os.getenv("UPGRUN_BIN") or T.src("build/upgrun")
 local FIX = T.src("tests/integration/fixtures/scenarios/")
-local TMP = os.tmpname()
-os.remove(TMP)
-os.execute("mkdir -p '" .. TMP .. "'")
+local TMP = T.tmpdir()
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = T.read
 
 -- Reads stdout lines of p until one contains `marker`; true if seen.
 local function wait_for_line(p, marker)

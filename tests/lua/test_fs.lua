@@ -4,17 +4,9 @@
 local T = require "testlib"
 local fs = require "upgrun.fs"
 
-local dir = os.tmpname()
-os.remove(dir)
-os.execute("mkdir -p '" .. dir .. "'")
+local dir = T.tmpdir()
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = T.read
 
 T.case("write_file replaces a file whole, leaves no temporary file", function()
   T.eq(fs.write_file(dir .. "/a.json", "one"), true)

@@ -109,4 +109,21 @@ end
 -- Path of a file in the source tree.
 function T.src(rel) return (os.getenv("UPGRUN_SRC") or "../..") .. "/" .. rel end
 
+-- The whole content of a file, or nil when it cannot be read.
+function T.read(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- A new empty directory under /tmp (left for inspection after a failure).
+function T.tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'"), "cannot create " .. dir)
+  return dir
+end
+
 return T
