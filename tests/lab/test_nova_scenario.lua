@@ -6,7 +6,8 @@
 -- the persistent servers survived and took actions in the mixed state, every
 -- nova service ends on the new release, the DB migration was timed, the online
 -- data migrations ran to the end, and the rolling upgrade kept the Nova API out
--- for less time than the manual one. Also: a release the inventory does not
+-- for less time than the manual one (UPGRUN_LAB_TO_RELEASE=zed-u5: across the
+-- quick pair instead). Also: a release the inventory does not
 -- offer is refused (exit 2) with the offered ones listed.
 local T = require "testlib"
 local proc = require "upgrun.proc"
@@ -16,6 +17,10 @@ local SRC = os.getenv("UPGRUN_SRC") or "../.."
 local BIN = os.getenv("UPGRUN_BIN") or (SRC .. "/build/upgrun")
 local LAB = os.getenv("UPGRUN_LAB_DIR") or "/var/lib/upgrun-lab"
 local OUT = os.getenv("UPGRUN_TEST_OUT") or (SRC .. "/build/lab-runs")
+
+local INV = assert(require("upgrun.yaml").decode_file(LAB .. "/inventory.yml")).all.vars
+-- UPGRUN_LAB_TO_RELEASE=zed-u5: the quick pair instead of the inventory's default pair
+local TO = os.getenv("UPGRUN_LAB_TO_RELEASE") or INV.nova_to_release
 
 local function sh(argv, timeout)
   local r, err = proc.run(argv, { timeout = timeout or 600 })
@@ -48,14 +53,13 @@ local function run(strategy)
   local out = OUT .. "/" .. strategy
   sh({ "rm", "-rf", out })
   r = assert(proc.run({ BIN, SRC .. "/scenarios/nova_mitaka_newton.lua", "-i", LAB .. "/inventory.yml",
-                        "--cloud", "upgrun-lab", "-o", out, "--set", "strategy=" .. strategy },
+                        "--cloud", "upgrun-lab", "-o", out, "--set", "strategy=" .. strategy,
+                        "to_release=" .. TO },
                       { timeout = 1500, env_add = { OS_CLIENT_CONFIG_FILE = LAB .. "/clouds.yaml" } }))
   io.write(r.stdout, r.stderr)
   return r.status, read_json(out .. "/report.json"), r.stdout
 end
 
-local INV = assert(require("upgrun.yaml").decode_file(LAB .. "/inventory.yml")).all.vars
-local TO = INV.nova_to_release
 local reports = {}
 
 local function probe(doc, name)
