@@ -65,6 +65,7 @@ local s = scenario.new {
     ffu_workaround = { default = "auto", description = "auto | on | off: set Nova's [workarounds] "
                          .. "disable_compute_service_check_for_ffu on every node for the upgrade (auto: when "
                          .. "the inventory's upgrun_release_series says it skips a release)" },
+    online_migration_batch = { default = 50, description = "rows per online_data_migrations run (--max-count)" },
     online_migration_passes = { default = 20, description = "max runs of nova-manage db online_data_migrations "
                                   .. "(it is run until it reports nothing left)" },
   },
@@ -360,7 +361,8 @@ local function post_upgrade_step(ctx)
     ctx:step("nova-manage db online_data_migrations", function()
       -- run until it reports nothing left (exit 0), as the operator guides say; 1: some
       -- migrations ran, run again; 2: errors; 127: no migration could run
-      local passes = nova.online_data_migrations(ctx, ctl, P.online_migration_passes)
+      local passes = nova.online_data_migrations(ctx, ctl, P.online_migration_passes,
+        P.online_migration_batch)
       local rows, last = {}, passes[#passes]
       for i, p in ipairs(passes) do rows[#rows + 1] = string.format("pass %d: %d rows", i, p.rows) end
       ctx:check("online data migrations completed", last.status == 0,

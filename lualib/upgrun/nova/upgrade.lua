@@ -179,13 +179,14 @@ function M.migrated_rows(output)
   return rows
 end
 
--- Runs `nova-manage db online_data_migrations` until it reports nothing left
--- (exit 0), an error (exit 2+), or `max` runs; logs the rows each run migrated.
--- Returns the runs: {status =, rows =, output =}.
-function M.online_data_migrations(ctx, node, max)
+-- Runs `nova-manage db online_data_migrations --max-count batch` until it
+-- reports nothing left (exit 0), an error (exit 2+), or `max` runs; logs the
+-- rows each run migrated. Returns the runs: {status =, rows =, output =}.
+function M.online_data_migrations(ctx, node, max, batch)
   local passes = {}
+  local args = "db online_data_migrations" .. (batch and (" --max-count " .. math.floor(batch)) or "")
   repeat
-    local r = M.manage(node, "nova_manage", "db online_data_migrations")
+    local r = M.manage(node, "nova_manage", args)
     local out = r.stdout .. r.stderr
     passes[#passes + 1] = { status = r.status, rows = M.migrated_rows(r.stdout), output = out }
     ctx:log("online_data_migrations pass %d: %d rows migrated (exit %s)", #passes, passes[#passes].rows,
