@@ -54,7 +54,7 @@ local function run(strategy)
   sh({ "rm", "-rf", out })
   r = assert(proc.run({ BIN, SRC .. "/scenarios/nova_mitaka_newton.lua", "-i", LAB .. "/inventory.yml",
                         "--cloud", "upgrun-lab", "-o", out, "--set", "strategy=" .. strategy,
-                        "to_release=" .. TO },
+                        "--set", "to_release=" .. TO },
                       { timeout = 1500, env_add = { OS_CLIENT_CONFIG_FILE = LAB .. "/clouds.yaml" } }))
   io.write(r.stdout, r.stderr)
   return r.status, read_json(out .. "/report.json"), r.stdout
