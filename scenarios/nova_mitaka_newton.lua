@@ -33,8 +33,10 @@ local s = scenario.new {
   name = "nova_mitaka_newton",
   description = "Nova rolling upgrade with before/during/after tests (OSIC Nova rolling-upgrade plan)",
   params = {
-    from_release = { default = "mitaka", description = "release the cloud runs before" },
-    to_release = { default = "newton", description = "release to upgrade to" },
+    from_release = { default = "", description = "release the cloud runs before; default: inventory var "
+                       .. "nova_from_release, else mitaka" },
+    to_release = { default = "", description = "release to upgrade to; default: inventory var nova_to_release, "
+                     .. "else newton" },
     strategy = { default = "rolling", description = "rolling | manual (everything down, migrate, up)" },
     controller_order = { default = "conductors_first",
                          description = "conductors_first | by_controller (the plan leaves it open)" },
@@ -57,6 +59,15 @@ local s = scenario.new {
     stop_grace = { default = 30, description = "seconds a service gets after SIGTERM before SIGKILL" },
     service_timeout = { default = 180, description = "seconds to wait for a service to report up" },
     api_downtime_budget = { default = 10, description = "max Nova API downtime (s) in a rolling upgrade" },
+    checks_at = { type = "list", default = { "before", "mixed", "after" },
+                  description = "where the persistent-resources suite runs: before, mixed (controllers "
+                    .. "upgraded, computes not yet: rolling only), after" },
+    ffu_workaround = { default = "auto", description = "auto | on | off: set Nova's [workarounds] "
+                         .. "disable_compute_service_check_for_ffu on every node for the upgrade (auto: when "
+                         .. "the inventory's upgrun_release_series says it skips a release)" },
+    online_migration_batch = { default = 50, description = "rows per online_data_migrations run (--max-count)" },
+    online_migration_passes = { default = 20, description = "max runs of nova-manage db online_data_migrations "
+                                  .. "(it is run until it reports nothing left)" },
   },
 }
 
@@ -112,12 +123,33 @@ s:setup(function(ctx)
     local _ = ctx.cloud -- authenticate now: bad credentials stop the run before anything starts
   end
   P.image = nova.setting(ctx, "image", "cirros")
+  P.from_release = nova.setting(ctx, "from_release", "mitaka")
+  P.to_release = nova.setting(ctx, "to_release", "newton")
   P.network = nova.setting(ctx, "network", "auto")
   local function one_of(name, ...)
     for _, v in ipairs({ ... }) do if P[name] == v then return end end
     error(string.format("--set %s: must be one of %s, got %q", name, table.concat({ ... }, ", "), P[name]), 0)
   end
   one_of("strategy", "rolling", "manual")
+  one_of("ffu_workaround", "auto", "on", "off")
+  for _, where in ipairs(P.checks_at) do
+    if where ~= "before" and where ~= "mixed" and where ~= "after" then
+      error(string.format("--set checks_at: each must be before, mixed or after, got %q", where), 0)
+    end
+  end
+  -- the releases must be ones the site offers (inventory var upgrun_releases)
+  local ok, inv = pcall(function() return ctx.inventory end)
+  local offered = ok and inv and inv.vars and inv.vars.upgrun_releases
+  if type(offered) == "table" then
+    for _, name in ipairs({ "from_release", "to_release" }) do
+      local found = false
+      for _, r in ipairs(offered) do if r == P[name] then found = true end end
+      if not found then
+        error(string.format("--set %s: the inventory offers no release %q (offered: %s)", name, P[name],
+          table.concat(offered, ", ")), 0)
+      end
+    end
+  end
   one_of("controller_order", "conductors_first", "by_controller")
   for probe, rate in pairs({ ["nova servers.list"] = P.list_rate, ["nova version document"] = P.version_rate,
                              ["keystone token validation"] = P.keystone_rate }) do
@@ -133,6 +165,15 @@ s:setup(function(ctx)
 end)
 
 -- ---------------------------------------------------------------- helpers
+
+-- Raises with every node's error when ctx:parallel had failures.
+local function all_ok(results)
+  local errs = {}
+  for _, r in ipairs(results) do
+    if not r.ok then errs[#errs + 1] = tostring(type(r.error) == "table" and r.error.message or r.error) end
+  end
+  if #errs > 0 then error(table.concat(errs, "; "), 0) end
+end
 
 local function controllers(ctx) return ctx.inventory:group(P.controller_group) end
 local function computes(ctx) return nova.nodes_with(ctx, P.compute_group, "nova-compute") end
@@ -152,13 +193,35 @@ local function services_up(ctx, label, since)
   return nova.wait_services_up(ctx, expected, { timeout = P.service_timeout, label = label, since = since })
 end
 
--- Raises with every node's error when ctx:parallel had failures.
-local function all_ok(results)
-  local errs = {}
-  for _, r in ipairs(results) do
-    if not r.ok then errs[#errs + 1] = tostring(type(r.error) == "table" and r.error.message or r.error) end
-  end
-  if #errs > 0 then error(table.concat(errs, "; "), 0) end
+
+local function checks_at(where)
+  for _, w in ipairs(P.checks_at) do if w == where then return true end end
+  return false
+end
+
+-- Releases from the inventory's upgrun_release_series ({release = "2025.1"}), as a count of
+-- six-month releases; nil when unknown.
+local function series_index(ctx, release)
+  local ok, inv = pcall(function() return ctx.inventory end)
+  local series = ok and inv and inv.vars and inv.vars.upgrun_release_series
+  local v = type(series) == "table" and series[release]
+  local year, half = tostring(v or ""):match("^(%d%d%d%d)%.([12])$")
+  return year and (tonumber(year) * 2 + tonumber(half)) or nil
+end
+
+-- Whether the upgrade skips at least one release (a fast-forward upgrade, Nova's "FFU").
+local function skip_level(ctx)
+  if P.ffu_workaround ~= "auto" then return P.ffu_workaround == "on" end
+  local a, b = series_index(ctx, P.from_release), series_index(ctx, P.to_release)
+  return a ~= nil and b ~= nil and b - a > 1
+end
+
+-- Sets (value) or unsets (nil) a nova.conf option on every node with the inventory's
+-- nova_config_set / nova_config_unset commands; read at each service's next start.
+local function config_step(ctx, title, section, option, value)
+  ctx:step(title, { nodes = P.controller_group .. ":" .. P.compute_group }, function()
+    all_ok(ctx:parallel(all_nodes(ctx), function(n) nova.config(n, section, option, value) end))
+  end)
 end
 
 -- Restarts one service on one node as a visible step.
@@ -196,7 +259,9 @@ s:stage("before", function(ctx)
     end
   end)
 
-  ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
+  if checks_at("before") then
+    ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
+  end
 end)
 
 -- ---------------------------------------------------------------- upgrade
@@ -211,14 +276,15 @@ end
 local function db_expansion_step(ctx)
   local ctl = controllers(ctx)[1]
   ctx:step { name = "3. DB expansion", hook_point = "db_migration", nodes = { ctl }, fn = function()
-    ctx:step("nova-manage api_db sync", function()
-      local r = nova.manage(ctl, "nova_manage", "api_db sync")
-      if not r.ok then error("api_db sync failed: " .. r.stderr, 0) end
-    end)
-    ctx:step("nova-manage db sync", function()
-      local r = nova.manage(ctl, "nova_manage", "db sync")
-      if not r.ok then error("db sync failed: " .. r.stderr, 0) end
-    end)
+    for _, what in ipairs({ "api_db sync", "db sync" }) do
+      ctx:step("nova-manage " .. what, function()
+        local r = nova.manage(ctl, "nova_manage", what)
+        if not r.ok then
+          error(string.format("nova-manage %s failed (exit %s): %s", what, tostring(r.status),
+            nova.tail(r.stdout .. r.stderr, 1500)), 0)
+        end
+      end)
+    end
   end }
 end
 
@@ -244,6 +310,26 @@ local function controllers_step(ctx)
       error("controller_order must be conductors_first or by_controller, got " .. P.controller_order, 0)
     end
   end)
+end
+
+-- The mixed-version state: controllers on the new release, computes still on the old one.
+-- The persistent servers must accept an action, and the suite must pass, here too.
+local function mixed_checks_step(ctx)
+  ctx:step("mixed state checks (controllers on " .. P.to_release .. ", computes on " .. P.from_release .. ")",
+    function()
+      local compute = ctx.cloud.compute
+      for rec in ctx.ledger:each("server") do
+        local name = rec.data.name or rec.id
+        ctx:check(name .. " accepts actions in the mixed state (stop/start)", function()
+          local ok, e = compute:stop(rec.id)
+          if ok then ok, e = compute:wait_status(rec.id, "SHUTOFF", 120) end
+          if ok then ok, e = compute:start(rec.id) end
+          if ok then ok, e = compute:wait_status(rec.id, "ACTIVE", 120) end
+          return ok ~= nil, ok and "stopped and started" or tostring(e)
+        end)
+      end
+      lifecycle.run(ctx, test_server_opts())
+    end)
 end
 
 local function computes_step(ctx)
@@ -273,10 +359,15 @@ local function post_upgrade_step(ctx)
   local ctl = controllers(ctx)[1]
   ctx:step("6. online data migrations and upgrade check", { nodes = { ctl } }, function()
     ctx:step("nova-manage db online_data_migrations", function()
-      local r = nova.manage(ctl, "nova_manage", "db online_data_migrations")
-      -- 0: done; 1: some migrations ran, run again; 2+: errors
-      ctx:check("online data migrations completed", r.status == 0 or r.status == 1,
-                "exit " .. tostring(r.status) .. " " .. r.stderr:sub(-300))
+      -- run until it reports nothing left (exit 0), as the operator guides say; 1: some
+      -- migrations ran, run again; 2: errors; 127: no migration could run
+      local passes = nova.online_data_migrations(ctx, ctl, P.online_migration_passes,
+        P.online_migration_batch)
+      local rows, last = {}, passes[#passes]
+      for i, p in ipairs(passes) do rows[#rows + 1] = string.format("pass %d: %d rows", i, p.rows) end
+      ctx:check("online data migrations completed", last.status == 0,
+        string.format("%d pass(es), %s; last exit %s%s", #passes, table.concat(rows, ", "), tostring(last.status),
+          last.status == 0 and "" or (": " .. nova.tail(last.output, 1000))))
     end)
     ctx:step("nova-status upgrade check", function()
       local r = nova.manage(ctl, "nova_status", "upgrade check")
@@ -301,6 +392,10 @@ local function manual_steps(ctx)
   switch_code_step(ctx)
   db_expansion_step(ctx)
   local started = require("upgrun.time").now()
+  if skip_level(ctx) then
+    config_step(ctx, "set [workarounds] disable_compute_service_check_for_ffu (skip-level upgrade)",
+      "workarounds", "disable_compute_service_check_for_ffu", "True")
+  end
   ctx:step("start every nova service", { nodes = P.controller_group .. ":" .. P.compute_group }, function()
     for _, group in ipairs({ controllers(ctx), computes(ctx) }) do
       all_ok(ctx:parallel(group, function(n)
@@ -315,16 +410,30 @@ end
 
 s:stage("upgrade", { needs = { "before" } }, function(ctx)
   if P.strategy == "rolling" then
+    config_step(ctx, "set [upgrade_levels] compute = auto", "upgrade_levels", "compute", "auto")
+    if skip_level(ctx) then
+      config_step(ctx, "set [workarounds] disable_compute_service_check_for_ffu (skip-level upgrade)",
+        "workarounds", "disable_compute_service_check_for_ffu", "True")
+    end
     switch_code_step(ctx)
     db_expansion_step(ctx)
     controllers_step(ctx)
+    if checks_at("mixed") then mixed_checks_step(ctx) end
     computes_step(ctx)
   elseif P.strategy == "manual" then
     manual_steps(ctx)
+    if checks_at("mixed") then
+      ctx:skip("mixed state checks", "the manual strategy has no mixed-version state (every service is down "
+        .. "while the code changes)")
+    end
   else
     error("strategy must be rolling or manual, got " .. tostring(P.strategy), 0)
   end
   post_upgrade_step(ctx)
+  if skip_level(ctx) then   -- every service runs the new release now: not needed at the next start
+    config_step(ctx, "unset [workarounds] disable_compute_service_check_for_ffu", "workarounds",
+      "disable_compute_service_check_for_ffu", nil)
+  end
 end)
 
 -- ---------------------------------------------------------------- after
@@ -364,7 +473,9 @@ s:stage("after", function(ctx)
     end
   end)
 
-  ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
+  if checks_at("after") then
+    ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
+  end
 end)
 
 -- ---------------------------------------------------------------- cleanup

@@ -1,6 +1,7 @@
 # tests/lab/labapi.py — a tiny stdlib-only OpenStack client for the lab scripts: Keystone
 # tokens, JSON requests, and the catalog/users/image/flavor set-up `up` does once
-# (`python3 labapi.py init`, password from $LAB_PASSWORD). Also imported by `smoke`.
+# (`python3 labapi.py keystone|cloud|warm-neutron`, password from $LAB_PASSWORD) and one
+# pass of the readiness check `ready` loops on (`labapi.py check`). Also imported by `smoke`.
 import json, os, sys, time, urllib.error, urllib.request
 
 KEYSTONE = "http://127.0.0.1:15000/v3"
@@ -135,6 +136,57 @@ def warm_neutron(pw, timeout=180):
     raise Http("neutron warm-up: no good ports list within %ds: %s" % (timeout, last))
 
 
+def api_check(pw, computes=("cmp1", "cmp2"), nova_ports=(18774, 18781, 18782)):
+    """One pass over every API as a client sees it; returns what is not ready (empty: ready).
+    Nova's service list through HAProxy and straight from each nova-api; every Nova service
+    up; each compute's resource provider in Placement; Glance and Neutron answer lists."""
+    bad = []
+    try:
+        tok, _ = token("admin", pw)
+    except Exception as e:
+        return ["keystone: %s" % e]
+    mv = {"X-OpenStack-Nova-API-Version": "2.53"}
+    for port in nova_ports:
+        where = "through HAProxy" if port == 18774 else "on :%d" % port
+        try:
+            st, j, _ = req("GET", "http://127.0.0.1:%d/v2.1/os-services" % port, tok, headers=mv, timeout=20)
+        except Exception as e:
+            bad.append("nova-api %s: %s" % (where, e))
+            continue
+        if st != 200:
+            bad.append("nova-api %s: HTTP %s" % (where, st))
+            continue
+        if port == 18774:
+            for s in j["services"]:
+                if s["state"] != "up":
+                    bad.append("%s on %s reports %s" % (s["binary"], s["host"], s["state"]))
+            hosts = {s["host"] for s in j["services"] if s["binary"] == "nova-compute"}
+            bad += ["nova-compute on %s has no service record" % c for c in computes if c not in hosts]
+    checks = [("placement", "http://127.0.0.1:18778/resource_providers", {"OpenStack-API-Version": "placement 1.14"}),
+              ("glance", "http://127.0.0.1:19292/v2/images?limit=1", None),
+              ("neutron", "http://127.0.0.1:19696/v2.0/ports?limit=1", None)]
+    for name, url, hd in checks:
+        try:
+            st, j, _ = req("GET", url, tok, headers=hd, timeout=20)
+        except Exception as e:
+            bad.append("%s: %s" % (name, e))
+            continue
+        if st != 200:
+            bad.append("%s: HTTP %s" % (name, st))
+        elif name == "placement":
+            rps = {r["name"] for r in j["resource_providers"]}
+            bad += ["no resource provider for %s in placement" % c for c in computes if c not in rps]
+    return bad
+
+
+def check(pw):
+    bad = api_check(pw)
+    for b in bad:
+        print(b)
+    sys.exit(1 if bad else 0)
+
+
 if __name__ == "__main__":
     pw = os.environ["LAB_PASSWORD"]
-    {"keystone": init_keystone, "cloud": init_cloud, "warm-neutron": warm_neutron}[sys.argv[1]](pw)
+    {"keystone": init_keystone, "cloud": init_cloud, "warm-neutron": warm_neutron,
+     "check": check}[sys.argv[1]](pw)

@@ -23,3 +23,8 @@ wait_for() {
   done
 }
 mysql_root() { mariadb --socket="$LAB/run/mysqld.sock" -uroot "$@"; }
+# the Nova databases' schema versions (alembic heads of nova_api, nova, nova_cell0), one line
+nova_db_versions() {
+  mysql_root -N -e "SELECT version_num FROM nova_api.alembic_version; SELECT version_num FROM nova.alembic_version;
+    SELECT version_num FROM nova_cell0.alembic_version" | paste -sd' '
+}

@@ -5,6 +5,10 @@
 # (through the conductor, like the compute manager) in init_host, with their recorded power
 # state. `install` copies it into each Nova tree's nova/virt/, where Nova loads drivers from:
 #   [DEFAULT] compute_driver = persistfake.PersistentFakeDriver
+# From 2023.1 on, FakeDriver reports a node UUID that is random per process (uuidsentinel), so
+# a restarted compute finds no node record of its own and fails to create a duplicate; there
+# this subclasses FakeDriverWithoutFakeNodes, which reports the host's stable node identity
+# (<state_path>/compute_id, written by the compute manager from the existing record).
 from oslo_log import log as logging
 
 from nova.compute import power_state
@@ -15,7 +19,11 @@ from nova.virt import fake
 LOG = logging.getLogger(__name__)
 
 
-class PersistentFakeDriver(fake.FakeDriver):
+# Zed has no FakeDriverWithoutFakeNodes (nor node identity): FakeDriver there
+_Base = getattr(fake, "FakeDriverWithoutFakeNodes", fake.FakeDriver)
+
+
+class PersistentFakeDriver(_Base):
     def init_host(self, host):
         super().init_host(host)
         ctxt = nova_context.get_admin_context()

@@ -1,9 +1,14 @@
 -- test_nova_scenario — the main job as a test: scenarios/nova_mitaka_newton.lua
--- run for real on the lab, rolling and then manual (the lab is reset to the
--- old release before each run), with assertions on report.json: every check
--- passed or was skipped with a reason, the persistent servers survived, every
--- nova service ends on the new release, the DB migration was timed, and the
--- rolling upgrade kept the Nova API out for less time than the manual one.
+-- run for real on the lab across the release pair its inventory offers (Zed to
+-- 2025.1 "epoxy" when the epoxy root is built), rolling and then manual (the lab
+-- is reset to the old release, databases included, before each run), with
+-- assertions on report.json: every check passed or was skipped with a reason,
+-- the persistent servers survived and took actions in the mixed state, every
+-- nova service ends on the new release, the DB migration was timed, the online
+-- data migrations ran to the end, and the rolling upgrade kept the Nova API out
+-- for less time than the manual one (UPGRUN_LAB_TO_RELEASE=zed-u5: across the
+-- quick pair instead). Also: a release the inventory does not
+-- offer is refused (exit 2) with the offered ones listed.
 local T = require "testlib"
 local proc = require "upgrun.proc"
 local cjson = require "cjson"
@@ -12,6 +17,10 @@ local SRC = os.getenv("UPGRUN_SRC") or "../.."
 local BIN = os.getenv("UPGRUN_BIN") or (SRC .. "/build/upgrun")
 local LAB = os.getenv("UPGRUN_LAB_DIR") or "/var/lib/upgrun-lab"
 local OUT = os.getenv("UPGRUN_TEST_OUT") or (SRC .. "/build/lab-runs")
+
+local INV = assert(require("upgrun.yaml").decode_file(LAB .. "/inventory.yml")).all.vars
+-- UPGRUN_LAB_TO_RELEASE=zed-u5: the quick pair instead of the inventory's default pair
+local TO = os.getenv("UPGRUN_LAB_TO_RELEASE") or INV.nova_to_release
 
 local function sh(argv, timeout)
   local r, err = proc.run(argv, { timeout = timeout or 600 })
@@ -44,7 +53,8 @@ local function run(strategy)
   local out = OUT .. "/" .. strategy
   sh({ "rm", "-rf", out })
   r = assert(proc.run({ BIN, SRC .. "/scenarios/nova_mitaka_newton.lua", "-i", LAB .. "/inventory.yml",
-                        "--cloud", "upgrun-lab", "-o", out, "--set", "strategy=" .. strategy },
+                        "--cloud", "upgrun-lab", "-o", out, "--set", "strategy=" .. strategy,
+                        "--set", "to_release=" .. TO },
                       { timeout = 1500, env_add = { OS_CLIENT_CONFIG_FILE = LAB .. "/clouds.yaml" } }))
   io.write(r.stdout, r.stderr)
   return r.status, read_json(out .. "/report.json"), r.stdout
@@ -82,9 +92,16 @@ local function assert_run(strategy, code, doc)
   -- every nova service runs the new release (the running process, checked on each node)
   local moved = 0
   for _, c in ipairs(doc.checks) do
-    if c.name:match("^nova%-[%w]+ on %w+ runs newton$") and c.result == "passed" then moved = moved + 1 end
+    if c.name:match("^nova%-[%w]+ on %w+ runs " .. TO:gsub("%-", "%%-") .. "$") and c.result == "passed" then
+      moved = moved + 1
+    end
   end
-  T.eq(moved, 8, "3 services on 2 controllers + nova-compute on 2 computes run newton")
+  T.eq(moved, 8, "3 services on 2 controllers + nova-compute on 2 computes run " .. TO)
+  -- the online data migrations ran until nothing was left
+  local odm
+  for _, c in ipairs(doc.checks) do if c.name == "online data migrations completed" then odm = c end end
+  T.ok(odm and odm.result == "passed", "online data migrations completed: " .. tostring(odm and odm.detail))
+  T.ok(odm and odm.detail:match("pass 1: %d+ rows"), "rows per pass reported")
   -- the DB migration is a timed hook point
   local db = doc.hook_points.db_migration
   T.ok(db and db.duration > 0.5, "db_migration timed")
@@ -96,15 +113,24 @@ local function assert_run(strategy, code, doc)
   end
 end
 
+T.case("a release the inventory does not offer is refused, listing the offered ones", function()
+  local r = sh({ BIN, SRC .. "/scenarios/nova_mitaka_newton.lua", "-i", LAB .. "/inventory.yml", "--plan",
+                 "--set", "to_release=wallaby" })
+  T.eq(r.status, 2)
+  T.ok(r.stderr:find('no release "wallaby"', 1, true) and r.stderr:find("offered: zed", 1, true), r.stderr)
+end)
+
 T.case("rolling upgrade on the lab", function()
   local code, doc = run("rolling")
   reports.rolling = doc
   assert_run("rolling", code, doc)
   local names = {}
   for _, st in ipairs(doc.steps) do names[st.path] = st.result end
-  for _, want in ipairs({ "1. deployment check: nova services up", "2. change the codebase to newton",
+  for _, want in ipairs({ "1. deployment check: nova services up", "2. change the codebase to " .. TO,
                           "3. DB expansion", "4. controllers (conductors_first)", "5. computes one by one",
-                          "6. online data migrations and upgrade check" }) do
+                          "6. online data migrations and upgrade check",
+                          "mixed state checks (controllers on " .. TO .. ", computes on " .. INV.nova_from_release
+                            .. ")" }) do
     T.eq(names[want], "passed", "step " .. want)
   end
 end)

@@ -6,7 +6,8 @@
 -- password, a revoked token renewed once, 404s with request ids, Glance
 -- upload/find, paging, and the client's CPU cost per request. Every server
 -- it creates is deleted (and waited for) at the end, pass or fail.
--- Needs the lab up (tests/lab/up); run with -DUPGRUN_LAB=ON.
+-- Starts with tests/lab/reset (the lab up, ready, on the old release); run with
+-- -DUPGRUN_LAB=ON.
 local T = require "testlib"
 local cjson = require "cjson"
 local proc = require "upgrun.proc"
@@ -22,6 +23,17 @@ local PREFIX = "upgrun-ostest-" .. tostring(os.time())
 local function must(v, err)
   if not v then T.fail("expected a result, got " .. tostring(err), 2) end
   return v
+end
+
+-- Start from the state this test needs, whatever ran before (an upgrade run, a failed or
+-- aborted one): the lab up and ready, every node on the old release.
+do
+  local SRC = os.getenv("UPGRUN_SRC") or "../.."
+  local r = assert(proc.run({ SRC .. "/tests/lab/reset" }, { timeout = 900 }))
+  if r.status ~= 0 then
+    io.write("tests/lab/reset failed: ", r.stdout, r.stderr, "\n")
+    os.exit(1)
+  end
 end
 
 do

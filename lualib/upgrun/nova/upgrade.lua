@@ -13,6 +13,10 @@
 --   nova_manage        command prefix for nova-manage on a controller
 --                      (default "nova-manage"); nova_status likewise
 --   nova_host          the node's host name in Nova (default: inventory name)
+--   nova_config_set    shell command setting a nova.conf option on a node, read
+--                      at each service's next start; {node} {section} {option}
+--                      {value} are replaced; nova_config_unset likewise without
+--                      {value}
 --   upgrun_services    the services on the node (see docs/nodes.md); a
 --                      service's optional `drain` / `undrain` commands run
 --                      around its restart (load balancer out / back in)
@@ -136,6 +140,59 @@ function M.code_release(node)
   if type(node.vars.nova_code_current) ~= "string" then return nil end
   local r = node:run(expand(node.vars.nova_code_current, node), { timeout = 60 })
   return r and r.ok and r.stdout:match("^%s*(.-)%s*$") or nil
+end
+
+local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- Sets (value) or unsets (value nil) a nova.conf option on a node with the
+-- inventory's nova_config_set / nova_config_unset; raises with the output on failure.
+function M.config(node, section, option, value)
+  local var = value == nil and "nova_config_unset" or "nova_config_set"
+  local tmpl = node.vars[var]
+  if type(tmpl) ~= "string" then
+    error(node.name .. ": the inventory has no " .. var .. " (how this site sets a nova.conf option)", 0)
+  end
+  local cmd = tmpl:gsub("{node}", node.name):gsub("{section}", shq(section)):gsub("{option}", shq(option))
+    :gsub("{value}", value == nil and "" or shq(value))
+  local r, err = node:run(cmd, { timeout = 120 })
+  if not r or not r.ok then
+    error(string.format("%s: setting [%s] %s failed: %s", node.name, section, option,
+      r and (r.stdout .. r.stderr) or tostring(err)), 0)
+  end
+end
+
+-- The last n bytes of a command's output (a failing nova-manage's reason is at its end).
+function M.tail(text, n)
+  text = tostring(text or ""):gsub("%s+$", "")
+  if #text <= n then return text end
+  return "..." .. text:sub(-n)
+end
+
+-- Rows a `nova-manage db online_data_migrations` run migrated: the sum of its
+-- table's "Completed" column (| Migration | Total Needed | Completed |).
+function M.migrated_rows(output)
+  local rows = 0
+  for needed, done in tostring(output):gmatch("\n|[^|\n]+|%s*(%d+)%s*|%s*(%d+)%s*|") do
+    local _ = needed
+    rows = rows + tonumber(done)
+  end
+  return rows
+end
+
+-- Runs `nova-manage db online_data_migrations --max-count batch` until it
+-- reports nothing left (exit 0), an error (exit 2+), or `max` runs; logs the
+-- rows each run migrated. Returns the runs: {status =, rows =, output =}.
+function M.online_data_migrations(ctx, node, max, batch)
+  local passes = {}
+  local args = "db online_data_migrations" .. (batch and (" --max-count " .. math.floor(batch)) or "")
+  repeat
+    local r = M.manage(node, "nova_manage", args)
+    local out = r.stdout .. r.stderr
+    passes[#passes + 1] = { status = r.status, rows = M.migrated_rows(r.stdout), output = out }
+    ctx:log("online_data_migrations pass %d: %d rows migrated (exit %s)", #passes, passes[#passes].rows,
+      tostring(r.status))
+  until r.status ~= 1 or #passes >= (max or 20)
+  return passes
 end
 
 -- Runs `{nova_manage} args` (or nova_status) on a controller; raises with
