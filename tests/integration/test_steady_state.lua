@@ -116,7 +116,7 @@ T.case("steady_settle=0 turns the check off", function()
   local t0 = time.mono() + 0.3
   local srv, port = start_server(t0, { { 0, 60 } }, 60)
   local out = tmpdir()
-  local code = make(port, t0):run({ "-o", out, "-q", "--set", "steady_settle=0" }, "steady")
+  local code = make(port, t0, 2):run({ "-o", out, "-q", "--set", "steady_settle=0" }, "steady")
   srv:kill("TERM"); srv:wait(5)
   local doc = read_report(out)
   T.eq(doc.steady_state.start.result, "off")
