@@ -214,6 +214,7 @@ function M.document(run)
     stages = stages, steps = steps, hooks = hooks, hook_points = run.hook_points, checks = checks,
     probes = run.probe_reports, overall = run.overall, downtime_per_step = run.downtime_per_step,
     budgets = budgets, resources = resources, timeline = timeline,
+    resumed = run.resumed, -- --resume / --from-step: {from, from_step, passed_earlier}
   }
   return doc
 end
