@@ -108,7 +108,8 @@ T.case("step 3 fails, then --resume runs steps 3 and 4 only, with the same param
   write(log, "")
   local code, so, se = upgrun { FIX .. "resume.lua", "--resume", first, "-o", out }
   T.eq(code, 0, so .. se)
-  T.eq(lines(log), "upgrade controllers,controller 2,verify,clean up thing", "only steps 3 and 4 (and the clean-up) ran")
+  T.eq(lines(log), "upgrade controllers,controller 2,verify,clean up thing",
+       "only steps 3 and 4 (and the clean-up) ran")
   has(so, "resuming run " .. first, "stdout")
   has(so, "create thing passed earlier (in run " .. first .. ")", "stdout")
   has(so, "prepare passed earlier", "stdout")
