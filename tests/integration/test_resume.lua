@@ -84,7 +84,8 @@ local function failed_first_run(name, scenario_file)
   local dir, log, flag = TMP .. "/" .. name, TMP .. "/" .. name .. ".log", TMP .. "/" .. name .. ".flag"
   write(flag, "fail\n")
   local code, so = upgrun { scenario_file or (FIX .. "resume.lua"), "-o", dir, "--keep", "--set", "log=" .. log,
-                            "--set", "fail_flag=" .. flag, "--set", "mode=manual", "--set", "password=hunter2-xyz" }
+                            "--set", "fail_flag=" .. flag, "--set", "mode=manual", "--set", "password=hunter2-xyz",
+                            "--cloud", "lab-cloud" }
   T.eq(code, 1, so)
   has(so, "controller 1 did not come back", "stdout")
   T.eq(lines(log), "create thing,prepare,upgrade controllers", "the first run stopped in step 3")
@@ -120,6 +121,7 @@ T.case("step 3 fails, then --resume runs steps 3 and 4 only, with the same param
   T.eq(doc.resumed.from, first)
   T.eq(doc.resumed.passed_earlier, 2)
   T.eq(doc.params.mode, "manual", "the earlier run's parameter")
+  T.eq(doc.run.cloud, "lab-cloud", "the earlier run's --cloud")
   T.eq(step(doc, "create thing").result, "passed earlier")
   T.eq(step(doc, "prepare").result, "passed earlier")
   T.eq(step(doc, "upgrade controllers").result, "passed")

@@ -186,10 +186,10 @@ function M.main(s, args, path)
     io.stdout:write(params.USAGE, "\n\nparameters of ", s.name, ":\n", params.help(s), "\n")
     return EXIT.passed
   end
+  local rstate, rerr = resume.load(s, opts, path) -- before the checks: it may set -i
+  if rerr then return fail(rerr) end
   local iok, ierr = check_inputs(s, opts)
   if not iok then return fail(ierr) end
-  local rstate, rerr = resume.load(s, opts, path)
-  if rerr then return fail(rerr) end
   local run = Run.new(s, opts, path)
   run.resume_state = rstate
   if opts.plan then return run_plan(s, run) end

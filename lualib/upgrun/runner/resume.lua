@@ -1,10 +1,10 @@
 -- upgrun.runner.resume — checkpoints and resuming. A run writes
 -- checkpoint.json into its output directory (atomically, tmp file + rename)
 -- when it starts and after each top-level step: the scenario file and its
--- sha256, the parameters (secret ones left out), and each top-level step with
+-- sha256, the parameters (secret ones left out), -i and --cloud, and each top-level step with
 -- its stage and result. `--resume DIR` reads it: the scenario must be the
--- same file content (unless --force), the parameters are the earlier run's
--- (a --set that contradicts one is a usage error), and the top-level steps
+-- same file content (unless --force), the parameters, -i and --cloud are the
+-- earlier run's (a --set that contradicts one is a usage error), and the top-level steps
 -- that passed are not run again until the first one that did not pass.
 -- `--from-step NAME` skips the top-level steps before the one named NAME.
 --
@@ -96,6 +96,9 @@ function M.load(s, opts, path)
       dir, path, tostring(doc.sha256):sub(1, 12), h:sub(1, 12))
   end
   state.changed = h ~= doc.sha256
+  -- The nodes and the cloud: the earlier run's, unless given again.
+  if opts.inventory == nil and type(doc.inventory) == "string" then opts.inventory = doc.inventory end
+  if opts.cloud == nil and type(doc.cloud) == "string" then opts.cloud = doc.cloud end
   -- Parameters: the earlier run's; a --set may repeat one, never change it.
   local given = {}
   for _, kv in ipairs(opts.sets) do
@@ -168,6 +171,7 @@ function M.start(run)
   local st = run.resume_state
   run.checkpoint = { format = M.FORMAT, scenario = run.s.name, file = run.path, sha256 = h,
                      params = recorded_params(run.s, run.params), output = run.out,
+                     inventory = run.opts.inventory, cloud = run.opts.cloud,
                      resumes = st and st.dir, from_step = st and st.from_step, steps = json.array {} }
   save(run)
 end
