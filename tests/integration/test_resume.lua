@@ -140,7 +140,8 @@ T.case("step 3 fails, then --resume runs steps 3 and 4 only, with the same param
   T.eq(#cp2.steps, 4)
 end)
 
-T.case("--resume: a --set that contradicts the earlier run is exit 2 naming the param", function()
+T.case("--resume: a --set that contradicts the earlier run is exit 2 naming the param; -o DIR itself refused",
+       function()
   local first, _, flag = failed_first_run("contra")
   os.remove(flag)
   local out = TMP .. "/contra-resumed"
@@ -149,6 +150,11 @@ T.case("--resume: a --set that contradicts the earlier run is exit 2 naming the 
   has(se, "--set mode=rolling contradicts the resumed run", "stderr")
   has(se, "mode=manual", "stderr")
   T.eq(read(out .. "/report.json"), nil, "nothing ran")
+  local before = snapshot(first)
+  code, _, se = upgrun { FIX .. "resume.lua", "--resume", first .. "/", "-o", first, "--force" }
+  T.eq(code, 2, se)
+  has(se, "-o names the same directory", "stderr")
+  T.eq(snapshot(first), before, "the earlier run's directory is not modified")
 end)
 
 T.case("--resume of a changed scenario is refused (exit 2), --force resumes it", function()

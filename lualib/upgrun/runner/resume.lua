@@ -33,6 +33,14 @@ function M.hash(path)
   return h
 end
 
+-- A path made absolute with symbolic links resolved (it need not exist).
+local function real(path)
+  local p = io.popen("realpath -m -- " .. shell.quote(path) .. " 2>/dev/null")
+  local out = p and p:read("l")
+  if p then p:close() end
+  return out ~= "" and out or path
+end
+
 local function key(stage, name) return tostring(stage) .. "\0" .. tostring(name) end
 
 local function same(a, b)
@@ -85,6 +93,10 @@ function M.load(s, opts, path)
   local doc, err = read_checkpoint(dir)
   if not doc then return nil, err end
   state.dir, state.doc = dir, doc
+  if opts.output and real(opts.output) == real(dir) then
+    return nil, string.format("--resume %s: -o names the same directory; a resumed run writes a new one and leaves "
+      .. "the earlier run's as it is", dir)
+  end
   if doc.scenario ~= s.name then
     return nil, string.format("--resume %s: that run is of scenario %s, not %s", dir, tostring(doc.scenario), s.name)
   end
