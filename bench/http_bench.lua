@@ -43,23 +43,27 @@ elseif mode == "probe" then
   local probe = require "upgrun.probe"
   local timeline = require "upgrun.timeline"
   assert(http.request { url = url, timeout = 5 })
+  local probe_run = require "upgrun.probe_run"
   local p = probe.new { name = "bench", rate = n, timeout = 2, max_in_flight = 8, expect = { 200 },
                         fn = function() return http.request { url = url, timeout = 2 } end }
   local tl = timeline.new()
-  local cpu0, t0 = os.clock(), time.mono()
-  p:start({}, tl, "bench")
-  time.sleep(secs)
-  p:stop(tl)
-  p:drain(5)
-  local wall, cpu = time.mono() - t0, os.clock() - cpu0
-  local fails, late = 0, 0
-  for i, smp in ipairs(p.samples) do
+  -- the samples are not kept by the probe: count them as they complete
+  local count, fails, late, last_t = 0, 0, 0, nil
+  local pr = probe_run.new(p, tl, { sink = function(smp)
+    count = count + 1
     if smp.result ~= "ok" then fails = fails + 1 end
     -- late: sent more than 1.5 intervals after the sample before it
-    if i > 1 and smp.t - p.samples[i - 1].t > 1.5 / n then late = late + 1 end
-  end
-  print(string.format("probe %d %d %.2f %.4f %d %d %d", n, #p.samples, cpu / wall * 100,
-    cpu * 1000 / #p.samples, max_rss_kb(), late, fails))
+    if last_t and smp.t - last_t > 1.5 / n then late = late + 1 end
+    last_t = smp.t
+  end })
+  local cpu0, t0 = os.clock(), time.mono()
+  pr:start({}, "bench")
+  time.sleep(secs)
+  pr:stop()
+  pr:drain(5)
+  local wall, cpu = time.mono() - t0, os.clock() - cpu0
+  print(string.format("probe %d %d %.2f %.4f %d %d %d", n, count, cpu / wall * 100,
+    cpu * 1000 / count, max_rss_kb(), late, fails))
 else
   error("unknown mode " .. tostring(mode))
 end

@@ -6,10 +6,14 @@
  */
 #include "upgrun.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 int main(int argc, char **argv) {
+  /* A closed stdout or a peer gone away gives EPIPE on that write, never a
+   * silent death: the run goes on and writes its outputs. */
+  signal(SIGPIPE, SIG_IGN);
   if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
     printf("upgrun %s (%s, libuv %s)\n", UPGRUN_VERSION, LUA_RELEASE,
            uv_version_string());

@@ -6,7 +6,8 @@
  * which we arm on one uv_timer_t).
  *
  *   request{method="GET", url=, headers={name=value}, body=, timeout=30,
- *           connect_timeout=, verify=true, cacert=, max_body=64 MiB, proxy=}
+ *           connect_timeout=, verify=true, cacert=, cert=, key=,
+ *           max_body=64 MiB, proxy=, noproxy=}
  *     -> {status=, headers={lowercased name=value}, body=, url=, reused=,
  *         timing={connect=, ttfb=, total=}}          (seconds)
  *     |  nil, {kind=timeout|connect|tls|closed|too_large|cancelled|protocol,
@@ -16,7 +17,9 @@
  * `timeout` bounds the whole request; `reused` is true when the request went
  * over an already open connection; `url` has any user:password removed (as
  * have error messages). Environment proxies (http_proxy...) are ignored;
- * `proxy=` sets one explicitly. Redirects are not followed.
+ * `proxy=` sets one explicitly and `noproxy=` ("host,.domain", as no_proxy)
+ * lists hosts that bypass it. `cert`/`key` are the client certificate and
+ * its private key (PEM files) for mutual TLS. Redirects are not followed.
  * A 4xx/5xx is a response, not an error: the client libraries decide.
  * One CURLM per runtime, created on first use and cleaned up at shutdown; it
  * owns the connection cache, so keep-alive connections are reused across
@@ -548,6 +551,7 @@ static CURL *easy_get(http_ctx *h) {
 
 /* stack: opts table at idx. Starts the transfer and yields. */
 static int do_request(lua_State *L, int idx) {
+  upgrun_check_cancelled(L);
   luaL_checktype(L, idx, LUA_TTABLE);
   size_t url_len, body_len = 0;
   const char *url = util_opt_string(L, idx, "url", NULL, &url_len);
@@ -559,6 +563,9 @@ static int do_request(lua_State *L, int idx) {
   bool verify = util_opt_bool(L, idx, "verify", true);
   const char *cacert = util_opt_string(L, idx, "cacert", NULL, NULL);
   const char *proxy = util_opt_string(L, idx, "proxy", NULL, NULL);
+  const char *noproxy = util_opt_string(L, idx, "noproxy", NULL, NULL);
+  const char *cert = util_opt_string(L, idx, "cert", NULL, NULL);
+  const char *key = util_opt_string(L, idx, "key", NULL, NULL);
   double max_body = util_opt_number(L, idx, "max_body", DEFAULT_MAX_BODY);
   /* upper bounds keep the conversions to long/size_t defined */
   if (!(timeout > 0 && timeout <= MAX_TIMEOUT))
@@ -606,19 +613,21 @@ static int do_request(lua_State *L, int idx) {
   /* No proxy from the environment (http_proxy would also catch test traffic
    * to 127.0.0.1); a proxy is only used when asked for. */
   curl_easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "");
+  curl_easy_setopt(e, CURLOPT_NOPROXY, noproxy);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "upgrun/" UPGRUN_VERSION);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, o);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, o);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000.0 + 0.5));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)upgrun_ms(timeout));
   if (ctimeout > 0)
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(ctimeout * 1000.0 + 0.5));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)upgrun_ms(ctimeout));
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_body);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
   if (cacert) curl_easy_setopt(e, CURLOPT_CAINFO, cacert);
+  curl_easy_setopt(e, CURLOPT_SSLCERT, cert);
+  curl_easy_setopt(e, CURLOPT_SSLKEY, key);
   if (hdrs) curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
   if (strcmp(method, "HEAD") == 0) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);

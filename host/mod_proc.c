@@ -2,12 +2,13 @@
  * mod_proc.c — upgrun.proc: local child processes on libuv (uv_spawn with
  * pipes). spawn{...} -> process userdata ("upgrun.proc.process") with
  * proc.pid, proc:wait([timeout]), proc:read_line([timeout]), proc:kill(sig),
- * proc:close(); upgrun.proc.kill(pid, sig); upgrun.proc.run(argv, opts) (spawn,
- * wait with a timeout, SIGTERM then SIGKILL after a grace period).
+ * proc:close(); upgrun.proc.kill(pid, sig). upgrun.proc.run(argv, opts) (spawn,
+ * wait with a timeout, then the TERM -> grace -> KILL policy) is written in
+ * Lua on these primitives (lualib/upgrun/proc_run.lua) and installed here.
  *
  * Ownership: the C state (proc_t) is malloc'd and outlives the Lua userdata,
  * because libuv handles close asynchronously. It is freed when the userdata is
- * gone (__gc/__close, or never existed for run()), the child has been reaped
+ * gone (__gc/__close), the child has been reaped
  * and every handle's close callback has run. A userdata collected or closed
  * while its child still runs SIGKILLs it; the exit callback then reaps it.
  * Cancelling a task waiting on a child SIGKILLs the child and closes its pipes.
@@ -62,7 +63,7 @@ struct proc {
   uv_process_t process;
   uv_pipe_t pipes[3]; /* child's stdin, stdout, stderr (by fd) */
   bool pipe_open[3];  /* initialised and not yet uv_close'd */
-  uv_timer_t wait_timer, line_timer, drain_timer, grace_timer;
+  uv_timer_t wait_timer, line_timer, drain_timer;
   uv_write_t wreq;
   char *in_data; /* stdin bytes being written */
   obuf o[3];     /* o[1] stdout, o[2] stderr */
@@ -78,8 +79,6 @@ struct proc {
   int nhandles; /* handles whose close callback is still due */
   proc_op wait, line;
   /* run() */
-  bool is_run, check, term_sent;
-  double grace;
 };
 
 typedef struct {
@@ -136,10 +135,6 @@ static const char *errno_name(int uverr) {
   return uv_err_name(uverr); /* "ESRCH", "EPERM", ... */
 }
 
-static uint64_t to_ms(double s) {
-  return s > 1e12 ? (uint64_t)1e15 : (uint64_t)(s * 1000.0 + 0.5);
-}
-
 /* ---- lifetime ----------------------------------------------------------- */
 
 static void proc_free(proc_t *p) {
@@ -175,7 +170,6 @@ static void close_all(proc_t *p) {
   close_handle(p, (uv_handle_t *)&p->wait_timer);
   close_handle(p, (uv_handle_t *)&p->line_timer);
   close_handle(p, (uv_handle_t *)&p->drain_timer);
-  close_handle(p, (uv_handle_t *)&p->grace_timer);
   close_handle(p, (uv_handle_t *)&p->process);
 }
 
@@ -195,7 +189,6 @@ static void kill_hard(proc_t *p) {
     close_pipe(p, fd);
   uv_timer_stop(&p->wait_timer);
   uv_timer_stop(&p->line_timer);
-  uv_timer_stop(&p->grace_timer);
 }
 
 static void check_done(proc_t *p) {
@@ -203,7 +196,6 @@ static void check_done(proc_t *p) {
   p->done = true;
   uv_timer_stop(&p->drain_timer);
   uv_timer_stop(&p->wait_timer);
-  uv_timer_stop(&p->grace_timer);
   close_pipe(p, 0);
   if (p->wait.pending) upgrun_op_complete(&p->wait.op);
   if (p->line.pending) upgrun_op_complete(&p->line.op);
@@ -282,24 +274,8 @@ static void on_written(uv_write_t *req, int status) {
   close_pipe(p, 0); /* EOF for the child */
 }
 
-static void on_grace(uv_timer_t *h) {
-  proc_t *p = h->data;
-  if (!p->exited && !p->killed) {
-    p->killed = true;
-    uv_process_kill(&p->process, SIGKILL);
-  }
-}
-
 static void on_wait_timer(uv_timer_t *h) {
   proc_t *p = h->data;
-  if (p->is_run) { /* run(): SIGTERM, then SIGKILL after the grace period */
-    if (!p->term_sent && !p->exited) {
-      p->term_sent = true;
-      uv_process_kill(&p->process, SIGTERM);
-      uv_timer_start(&p->grace_timer, on_grace, to_ms(p->grace), 0);
-    }
-    return;
-  }
   if (p->wait.pending) {
     p->wait.timed_out = true;
     upgrun_op_complete(&p->wait.op);
@@ -457,9 +433,8 @@ static proc_t *start(lua_State *L, const spawn_opts *so) {
   snprintf(p->name, sizeof p->name, "%s", so->argv[0]);
   p->max_output = so->max_output;
   p->wait.p = p->line.p = p;
-  uv_timer_t *timers[] = {&p->wait_timer, &p->line_timer, &p->drain_timer,
-                          &p->grace_timer};
-  for (int i = 0; i < 4; i++) {
+  uv_timer_t *timers[] = {&p->wait_timer, &p->line_timer, &p->drain_timer};
+  for (int i = 0; i < 3; i++) {
     uv_timer_init(loop, timers[i]);
     timers[i]->data = p;
     p->nhandles++;
@@ -567,49 +542,18 @@ static void fmt_secs(char *buf, size_t n, double s) {
   snprintf(buf, n, "%g", s);
 }
 
-/* push for wait() and run(). Never raises (runs outside a protected call). */
+/* push for wait(). Never raises (runs outside a protected call). */
 static int wait_push(lua_State *L, upgrun_op *op) {
   proc_t *p = ((proc_op *)op)->p;
   p->wait.pending = false;
   uv_timer_stop(&p->wait_timer);
   int n;
-  char secs[32];
-  if (!p->is_run) {
-    if (p->wait.timed_out && !p->done) {
-      fmt_secs(secs, sizeof secs, p->wait.timeout);
-      n = upgrun_push_error(L, "timeout",
-                            "process %d (%s) still running after %ss", p->pid,
-                            p->name, secs);
-    } else {
-      lua_createtable(L, 0, 6);
-      fill_result(L, p);
-      n = 1;
-    }
-    maybe_release(p);
-    return n;
-  }
-  char sb[24];
-  if (p->term_sent) {
+  if (p->wait.timed_out && !p->done) {
+    char secs[32];
     fmt_secs(secs, sizeof secs, p->wait.timeout);
-    lua_pushnil(L);
-    upgrun_new_error(L, "timeout", "'%s' timed out after %ss (stopped with %s)",
-                     p->name, secs,
-                     p->term_signal ? signal_name(p->term_signal, sb, sizeof sb)
-                                    : "SIGTERM");
-    fill_result(L, p);
-    n = 2;
-  } else if (p->check && p->term_signal) {
-    lua_pushnil(L);
-    upgrun_new_error(L, "signal", "'%s' was killed by %s", p->name,
-                     signal_name(p->term_signal, sb, sizeof sb));
-    fill_result(L, p);
-    n = 2;
-  } else if (p->check && p->status != 0) {
-    lua_pushnil(L);
-    upgrun_new_error(L, "exit", "'%s' exited with status %d", p->name,
-                     (int)p->status);
-    fill_result(L, p);
-    n = 2;
+    n = upgrun_push_error(L, "timeout",
+                          "process %d (%s) still running after %ss", p->pid,
+                          p->name, secs);
   } else {
     lua_createtable(L, 0, 6);
     fill_result(L, p);
@@ -723,13 +667,16 @@ static int l_wait(lua_State *L) {
   if (p->wait.pending)
     return luaL_error(L, "process %d is already being waited for", p->pid);
   need_task(L);
+  upgrun_check_cancelled(L);
   p->wait.op.push = wait_push;
   p->wait.op.cancel = op_cancel;
   p->wait.pending = true;
   p->wait.timed_out = false;
   p->wait.timeout = timeout;
-  if (timeout >= 0)
-    uv_timer_start(&p->wait_timer, on_wait_timer, to_ms(timeout), 0);
+  if (timeout >= 0) {
+    uv_update_time(p->wait_timer.loop); /* stale after CPU work */
+    uv_timer_start(&p->wait_timer, on_wait_timer, upgrun_ms(timeout), 0);
+  }
   return upgrun_wait(L, &p->wait.op);
 }
 
@@ -743,13 +690,16 @@ static int l_read_line(lua_State *L) {
   if (p->line.pending)
     return luaL_error(L, "process %d: read_line already pending", p->pid);
   need_task(L);
+  upgrun_check_cancelled(L);
   p->line.op.push = line_push;
   p->line.op.cancel = op_cancel;
   p->line.pending = true;
   p->line.timed_out = false;
   p->line.timeout = timeout;
-  if (timeout >= 0)
-    uv_timer_start(&p->line_timer, on_line_timer, to_ms(timeout), 0);
+  if (timeout >= 0) {
+    uv_update_time(p->wait_timer.loop); /* stale after CPU work */
+    uv_timer_start(&p->line_timer, on_line_timer, upgrun_ms(timeout), 0);
+  }
   return upgrun_wait(L, &p->line.op);
 }
 
@@ -828,33 +778,6 @@ static int l_kill(lua_State *L) {
   return 1;
 }
 
-static int l_run(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TSTRING) luaL_checktype(L, 1, LUA_TTABLE);
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  int t = lua_isnil(L, 2) ? 0 : 2;
-  double timeout = t ? util_opt_number(L, t, "timeout", 60) : 60;
-  double grace = t ? util_opt_number(L, t, "grace", 2) : 2;
-  bool check = t ? util_opt_bool(L, t, "check", false) : false;
-  if (!(timeout >= 0)) util_field_error(L, "timeout", "must be >= 0");
-  if (!(grace >= 0)) util_field_error(L, "grace", "must be >= 0");
-  need_task(L);
-  spawn_opts so;
-  parse_opts(L, 1, t, &so);
-  proc_t *p = start(L, &so);
-  if (!p) return 2;
-  p->is_run = true;
-  p->ud_gone = true;
-  p->check = check;
-  p->grace = grace;
-  p->wait.op.push = wait_push;
-  p->wait.op.cancel = op_cancel;
-  p->wait.pending = true;
-  p->wait.timeout = timeout;
-  uv_timer_start(&p->wait_timer, on_wait_timer, to_ms(timeout), 0);
-  return upgrun_wait(L, &p->wait.op);
-}
-
 int luaopen_upgrun_proc(lua_State *L) {
   /* Writing to the stdin of a child that exited must give EPIPE, not kill
    * upgrun (a child's own dispositions are reset by libuv). */
@@ -879,7 +802,13 @@ int luaopen_upgrun_proc(lua_State *L) {
   }
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
-      {"spawn", l_spawn}, {"run", l_run}, {"kill", l_kill}, {NULL, NULL}};
+      {"spawn", l_spawn}, {"kill", l_kill}, {NULL, NULL}};
   luaL_newlib(L, fns);
+  /* proc.run: require("upgrun.proc_run")(proc) adds it to this table */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "upgrun.proc_run");
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0);
   return 1;
 }

@@ -5,8 +5,10 @@
  *   ssh.connect{host=, port=22, user=, key=, passphrase=, password=, agent=,
  *               known_hosts=, host_key_policy="strict"|"accept-new",
  *               timeout=10, keepalive=0} -> session | nil, err
- *   session:exec(cmd, {timeout=3600, stdin=, env=})
+ *   session:exec(cmd, {timeout=3600, stdin=, env=, max_output=64 MiB})
  *       -> {status=, signal=, stdout=, stderr=, duration=} | nil, err
+ *       (output past max_output bytes on a stream: the command is read to
+ *       its end keeping the last max_output bytes, then fails too_large)
  *   session:upload(data | {path=local} | {data=...}, remote_path, mode=0644)
  *       -> true | nil, err            (SCP)
  *   session:close(), session:info() -> {host, port, user, fingerprint, open}
@@ -42,6 +44,7 @@
 #define PACKET_SIZE 32768
 #define READ_CHUNK 65536
 #define STEP_BUDGET ((size_t)4 * 1024 * 1024) /* bytes read per op per step */
+#define DEFAULT_MAX_OUTPUT ((size_t)64 << 20) /* bytes kept per stream */
 
 typedef struct ssh_sess ssh_sess;
 typedef struct ssh_op ssh_op;
@@ -52,9 +55,14 @@ enum { ST_NEW, ST_RESOLVING, ST_TCP, ST_HANDSHAKE, ST_AUTH, ST_READY, ST_DEAD };
 enum { P_OPEN, P_EXEC, P_WRITE, P_EOF, P_READ, P_CLOSE, P_FREE, P_DONE };
 enum { C_AGENT, C_KEY, C_PASSWORD };
 
+/* Captured output of one stream. Up to `max` bytes it grows; past it, it
+ * is a ring of `max` bytes (`wrapped`, next write at `pos`) keeping the
+ * tail, and `total` counts every byte received. */
 typedef struct {
   char *data;
   size_t len, cap;
+  size_t max, total, pos;
+  bool wrapped;
 } buf_t;
 
 struct ssh_op {
@@ -145,14 +153,53 @@ static void wipe_free(char *s) {
 }
 
 static int buf_reserve(buf_t *b, size_t extra) {
+  if (b->len + extra > b->max) extra = b->max - b->len; /* never past max */
   if (b->len + extra <= b->cap) return 0;
   size_t cap = b->cap ? b->cap : 65536;
   while (cap < b->len + extra)
     cap *= 2;
+  if (cap > b->max) cap = b->max;
   char *d = realloc(b->data, cap);
   if (!d) return -1;
   b->data = d;
   b->cap = cap;
+  return 0;
+}
+
+/* Where the next read goes and how much fits there (the buffer has been
+ * reserved). Once full, the buffer becomes a ring keeping the tail. */
+static char *buf_slot(buf_t *b, size_t *room) {
+  if (!b->wrapped && b->len == b->max) {
+    b->wrapped = true;
+    b->pos = 0;
+  }
+  if (b->wrapped) {
+    *room = b->max - b->pos < READ_CHUNK ? b->max - b->pos : READ_CHUNK;
+    return b->data + b->pos;
+  }
+  *room = b->max - b->len < READ_CHUNK ? b->max - b->len : READ_CHUNK;
+  return b->data + b->len;
+}
+
+static void buf_advance(buf_t *b, size_t n) {
+  b->total += n;
+  if (b->wrapped)
+    b->pos = (b->pos + n) % b->max;
+  else
+    b->len += n;
+}
+
+/* Puts a wrapped ring back in order (oldest byte first). -1 out of memory. */
+static int buf_unwrap(buf_t *b) {
+  if (!b->wrapped) return 0;
+  char *d = malloc(b->max);
+  if (!d) return -1;
+  memcpy(d, b->data + b->pos, b->max - b->pos);
+  memcpy(d + (b->max - b->pos), b->data, b->pos);
+  free(b->data);
+  b->data = d;
+  b->cap = b->len = b->max;
+  b->wrapped = false;
   return 0;
 }
 
@@ -271,9 +318,11 @@ static ssh_op *op_new(ssh_sess *S, int type, double timeout) {
   o->sess = S;
   o->timeout = timeout;
   o->t0 = upgrun_mono();
+  o->out.max = o->err.max = DEFAULT_MAX_OUTPUT;
   uv_timer_init(S->loop, &o->timer);
   o->timer.data = o;
-  uv_timer_start(&o->timer, op_timer_cb, (uint64_t)(timeout * 1000.0 + 0.5), 0);
+  uv_update_time(S->loop); /* stale after Lua's CPU work */
+  uv_timer_start(&o->timer, op_timer_cb, upgrun_ms(timeout), 0);
   return o;
 }
 
@@ -706,10 +755,11 @@ static int read_streams(ssh_op *o, bool *eof) {
         o->zombie = true;
         return -2;
       }
-      ssize_t n =
-          libssh2_channel_read_ex(o->ch, stream, b->data + b->len, READ_CHUNK);
+      size_t room;
+      char *slot = buf_slot(b, &room);
+      ssize_t n = libssh2_channel_read_ex(o->ch, stream, slot, room);
       if (n > 0) {
-        b->len += (size_t)n;
+        buf_advance(b, (size_t)n);
         progress = 1;
         if ((size_t)n >= budget) return 1; /* come back: fairness */
         budget -= (size_t)n;
@@ -775,6 +825,22 @@ drop:
   op_unlink(o);
   op_release(o);
   return true;
+}
+
+/* The command ended but its output went past max_output: a failure of kind
+ * too_large keeping the tail of each stream. */
+static void finish_too_large(ssh_op *o) {
+  bool out = o->out.wrapped;
+  buf_t *b = out ? &o->out : &o->err;
+  size_t total = b->total, max = b->max;
+  if (buf_unwrap(&o->out) || buf_unwrap(&o->err)) {
+    op_finish(o, "channel", "out of memory reading output");
+    return;
+  }
+  op_finish(o, "too_large",
+            "the command wrote %zu bytes on %s, more than max_output (%zu "
+            "bytes): only the last %zu bytes are kept",
+            total, out ? "stdout" : "stderr", max, max);
 }
 
 /* One step of an exec/upload op. Returns true if it made progress. */
@@ -919,6 +985,8 @@ static bool op_step(ssh_op *o) {
       if (o->type == OP_UPLOAD && o->has_status && o->exit_status != 0)
         op_finish(o, "channel", "SCP upload to %s:%d:%s failed (scp exited %d)",
                   S->host, S->port, o->remote_path, o->exit_status);
+      else if (o->out.wrapped || o->err.wrapped)
+        finish_too_large(o);
       else
         op_finish(o, NULL, NULL);
       op_unlink(o);
@@ -1032,8 +1100,18 @@ static int exec_push(lua_State *L, upgrun_op *op) {
     lua_pushnil(L);
     upgrun_new_error(L, o->err_kind, "%s", o->err_msg);
     if (o->type == OP_EXEC) { /* partial output helps diagnose a timeout */
-      push_buf(L, &o->out, "stdout");
-      push_buf(L, &o->err, "stderr");
+      if (buf_unwrap(&o->out) == 0) push_buf(L, &o->out, "stdout");
+      if (buf_unwrap(&o->err) == 0) push_buf(L, &o->err, "stderr");
+      if (o->has_status) {
+        lua_pushinteger(L, o->exit_status);
+        lua_setfield(L, -2, "status");
+      }
+      if (o->out.total > o->out.len || o->err.total > o->err.len) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2,
+                     o->out.total > o->out.len ? "stdout_truncated"
+                                               : "stderr_truncated");
+      }
     }
     n = 2;
   } else if (o->type == OP_UPLOAD) {
@@ -1085,6 +1163,7 @@ static const char *home_dir(void) {
 }
 
 static int l_connect(lua_State *L) {
+  upgrun_check_cancelled(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *host = util_opt_string(L, 1, "host", NULL, NULL);
   if (!host || !*host)
@@ -1200,7 +1279,7 @@ static void build_command(lua_State *L, int opts, const char *cmd, size_t len) {
       util_field_error(L, "env", "values must be strings");
     lua_pop(L, 1);
   }
-  buf_t c = {0};
+  buf_t c = {.max = SIZE_MAX};
   lua_pushnil(L);
   while (lua_next(L, t)) {
     const char *k = lua_tostring(L, -2);
@@ -1234,6 +1313,7 @@ static void build_command(lua_State *L, int opts, const char *cmd, size_t len) {
 }
 
 static int l_exec(lua_State *L) {
+  upgrun_check_cancelled(L);
   ssh_sess *S = check_open(L);
   size_t len;
   const char *cmd = luaL_checklstring(L, 2, &len);
@@ -1241,6 +1321,11 @@ static int l_exec(lua_State *L) {
   if (!opts) luaL_opt(L, luaL_checkinteger, 3, 0); /* nil or a table */
   double timeout = opts ? util_opt_number(L, 3, "timeout", 3600) : 3600;
   if (timeout <= 0) return util_field_error(L, "timeout", "must be > 0");
+  double max_output =
+      opts ? util_opt_number(L, 3, "max_output", (double)DEFAULT_MAX_OUTPUT)
+           : (double)DEFAULT_MAX_OUTPUT;
+  if (!(max_output >= 1 && max_output <= (double)SIZE_MAX / 2))
+    return util_field_error(L, "max_output", "must be a byte count >= 1");
   size_t inlen = 0;
   const char *in = opts ? util_opt_string(L, 3, "stdin", NULL, &inlen) : NULL;
   build_command(L, opts, cmd, len);
@@ -1260,6 +1345,7 @@ static int l_exec(lua_State *L) {
   }
   memcpy(o->cmd, cmd, len + 1);
   o->cmd_len = len;
+  o->out.max = o->err.max = (size_t)max_output;
   if (o->in && in) {
     memcpy(o->in, in, inlen);
     o->in_len = inlen;
@@ -1274,6 +1360,7 @@ static int l_exec(lua_State *L) {
 }
 
 static int l_upload(lua_State *L) {
+  upgrun_check_cancelled(L);
   ssh_sess *S = check_open(L);
   size_t dlen = 0;
   const char *data = NULL, *lpath = NULL;

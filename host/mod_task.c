@@ -74,6 +74,7 @@ static int l_tostring(lua_State *L) {
 }
 
 static int l_with_timeout(lua_State *L) {
+  upgrun_check_cancelled(L);
   double secs = luaL_checknumber(L, 1);
   luaL_argcheck(L, secs >= 0, 1, "must be >= 0");
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -92,10 +93,7 @@ static int l_yield(lua_State *L) {
   upgrun_task *t = upgrun_current_task(L);
   if (!t || t->co != L)
     return luaL_error(L, "upgrun.task.yield called outside a task");
-  if (t->cancelled) {
-    sched_push_cancelled(L, t->rt);
-    return lua_error(L);
-  }
+  if (t->cancelled) return sched_raise_cancelled(L, t);
   return lua_yield(L, 0); /* the scheduler queues it again at the end */
 }
 

@@ -44,6 +44,7 @@ static void sleep_done(uv_timer_t *h) {
 }
 
 static int l_sleep(lua_State *L) {
+  upgrun_check_cancelled(L);
   double secs = luaL_checknumber(L, 1);
   luaL_argcheck(L, secs >= 0, 1, "must be >= 0");
   sleep_op *s = calloc(1, sizeof *s);
@@ -54,7 +55,7 @@ static int l_sleep(lua_State *L) {
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
   uv_update_time(loop); /* the cached loop time may be stale after CPU work */
-  uv_timer_start(&s->timer, sleep_done, (uint64_t)(secs * 1000.0 + 0.5), 0);
+  uv_timer_start(&s->timer, sleep_done, upgrun_ms(secs), 0);
   return upgrun_wait(L, &s->op);
 }
 

@@ -15,6 +15,10 @@
  * table (so "billion laughs" costs nothing, and recursive aliases make cyclic
  * tables). Merge keys (<<: *defaults, or a list of them) are applied with
  * explicit keys taking precedence. Nesting deeper than MAX_DEPTH is an error.
+ * Positions: decode(text, name, {positions = true}) (and decode_all,
+ * decode_file(path, all, opts)) also returns a table keyed by each decoded
+ * mapping: {line=, column=, keys = {k1, k2, ...} in document order (a merged
+ * key placed at its mapping), lines = {key = line}, cols = {key = column}}.
  * Errors: nil, {kind="yaml", message="name:line:col: problem", line, column}
  * (1-based); decode_file gives kind "io" when the file cannot be read.
  */
@@ -41,7 +45,8 @@ typedef struct {
   const char *name;
   const char *text; /* the input, to place reader errors (byte offsets) */
   size_t text_len;
-  int anchors; /* stack index of the anchors table of the current document */
+  int anchors;   /* stack index of the anchors table of the current document */
+  int positions; /* stack index of the positions table, 0 when not asked */
   int depth;
   /* error, when a step returns false */
   char msg[256];
@@ -158,6 +163,8 @@ static void set_anchor(lua_State *L, decoder *d, const yaml_char_t *anchor) {
 }
 
 static bool parse_value(lua_State *L, decoder *d, bool *is_merge);
+static void note_key(lua_State *L, int keys, int lines, int cols,
+                     yaml_mark_t m);
 
 /* Applies the merge sources in the array at index `merges` to the mapping
  * at index `map`, never overriding a key already there. */
@@ -187,6 +194,11 @@ static bool apply_merges(lua_State *L, decoder *d, int map, int merges,
         lua_pushvalue(L, -2);
         if (lua_rawget(L, map) == LUA_TNIL) {
           lua_pop(L, 1);
+          if (d->positions) { /* a merged key is placed at its '<<' */
+            lua_pushvalue(L, -2);
+            note_key(L, map + 2, map + 3, map + 4, m);
+            lua_pop(L, 1);
+          }
           lua_pushvalue(L, -2);
           lua_insert(L, -2); /* key, key, value */
           lua_rawset(L, map);
@@ -201,12 +213,61 @@ static bool apply_merges(lua_State *L, decoder *d, int map, int merges,
   return true;
 }
 
+/* Records where key (at the stack top) is: keys[#keys+1] = key (first time
+ * only: a repeated key keeps its first place, as Python's dict does) and
+ * lines[key], cols[key] = m. keys/lines/cols are stack indices. */
+static void note_key(lua_State *L, int keys, int lines, int cols,
+                     yaml_mark_t m) {
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, lines) == LUA_TNIL) {
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, keys, (lua_Integer)lua_rawlen(L, keys) + 1);
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_pushinteger(L, (lua_Integer)m.line + 1);
+  lua_rawset(L, lines);
+  lua_pushvalue(L, -1);
+  lua_pushinteger(L, (lua_Integer)m.column + 1);
+  lua_rawset(L, cols);
+}
+
+/* With positions: positions[map] = {line=, column=, keys={k1, k2, ...},
+ * lines={k=line}, cols={k=col}}; leaves keys, lines, cols at map+2..map+4
+ * (map+1 is the merge list slot). Without: three nils. */
+static void push_position_tables(lua_State *L, decoder *d, int map,
+                                 yaml_mark_t start) {
+  if (!d->positions) {
+    lua_settop(L, map + 4);
+    return;
+  }
+  lua_createtable(L, 0, 5); /* entry */
+  lua_pushinteger(L, (lua_Integer)start.line + 1);
+  lua_setfield(L, -2, "line");
+  lua_pushinteger(L, (lua_Integer)start.column + 1);
+  lua_setfield(L, -2, "column");
+  const char *names[] = {"keys", "lines", "cols"};
+  for (int i = 0; i < 3; i++) {
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, names[i]);
+    lua_insert(L, -2); /* keep the new table below the entry */
+  }
+  lua_pushvalue(L, map);
+  lua_insert(L, -2);
+  lua_rawset(L, d->positions); /* positions[map] = entry */
+}
+
 static bool parse_mapping(lua_State *L, decoder *d) {
   yaml_mark_t start = d->ev.start_mark;
   lua_newtable(L);
   int map = lua_gettop(L);
   set_anchor(L, d, d->ev.data.mapping_start.anchor);
-  int merges = 0;
+  lua_pushnil(L); /* map+1: the merge list, made when a '<<' is seen */
+  int merges = map + 1;
+  push_position_tables(L, d, map, start);
+  int keys = map + 2, lines = map + 3, cols = map + 4;
+  bool any_merge = false;
   for (;;) {
     if (!next_event(d)) return false;
     if (d->ev.type == YAML_MAPPING_END_EVENT) break;
@@ -215,10 +276,10 @@ static bool parse_mapping(lua_State *L, decoder *d) {
     if (!parse_value(L, d, &is_merge)) return false;              /* key */
     if (!next_event(d) || !parse_value(L, d, NULL)) return false; /* value */
     if (is_merge) {
-      if (!merges) {
+      if (!any_merge) {
         lua_newtable(L);
-        lua_insert(L, map + 1);
-        merges = map + 1;
+        lua_replace(L, merges);
+        any_merge = true;
       }
       lua_rawseti(L, merges, (lua_Integer)lua_rawlen(L, merges) + 1);
       lua_pop(L, 1); /* the "<<" key */
@@ -227,12 +288,15 @@ static bool parse_mapping(lua_State *L, decoder *d) {
     if (lua_type(L, -2) == LUA_TNUMBER &&
         lua_tonumber(L, -2) != lua_tonumber(L, -2))
       return fail_at(d, km, "%s", "a mapping key is NaN");
+    if (d->positions) {
+      lua_pushvalue(L, -2);
+      note_key(L, keys, lines, cols, km);
+      lua_pop(L, 1);
+    }
     lua_rawset(L, map);
   }
-  if (merges) {
-    if (!apply_merges(L, d, map, merges, start)) return false;
-    lua_remove(L, merges);
-  }
+  if (any_merge && !apply_merges(L, d, map, merges, start)) return false;
+  lua_settop(L, map);
   return true;
 }
 
@@ -268,7 +332,7 @@ static bool parse_value(lua_State *L, decoder *d, bool *is_merge) {
     return true;
   case YAML_SEQUENCE_START_EVENT:
   case YAML_MAPPING_START_EVENT: {
-    if (d->depth >= MAX_DEPTH || !lua_checkstack(L, 10)) {
+    if (d->depth >= MAX_DEPTH || !lua_checkstack(L, 20)) {
       char lim[64];
       snprintf(lim, sizeof lim, "%d", MAX_DEPTH);
       return fail_at(d, e->start_mark, "nesting deeper than %s levels", lim);
@@ -288,7 +352,7 @@ static bool parse_value(lua_State *L, decoder *d, bool *is_merge) {
  * all=true: pushes an array of every document (null ones as the sentinel).
  * On failure pushes nil, err. Returns the number of values pushed. */
 static int decode(lua_State *L, const char *text, size_t len, const char *name,
-                  bool all) {
+                  bool all, bool positions) {
   int base = lua_gettop(L);
   decoder *d = lua_newuserdatauv(L, sizeof *d, 0);
   memset(d, 0, sizeof *d);
@@ -300,6 +364,10 @@ static int decode(lua_State *L, const char *text, size_t len, const char *name,
   d->text = text;
   d->text_len = len;
   yaml_parser_set_input_string(&d->parser, (const unsigned char *)text, len);
+  if (positions) {
+    lua_newtable(L);
+    d->positions = lua_gettop(L);
+  }
   lua_newtable(L); /* results */
   int results = lua_gettop(L);
   lua_Integer ndocs = 0;
@@ -340,33 +408,40 @@ static int decode(lua_State *L, const char *text, size_t len, const char *name,
   d->have_ev = false;
   yaml_parser_delete(&d->parser);
   d->parser_ok = false;
-  if (all) {
-    lua_replace(L, base + 1);
-    lua_settop(L, base + 1);
-    return 1;
+  if (!all) {
+    lua_rawgeti(L, results, 1);
+    if (lua_touserdata(L, -1) == &null_sentinel) {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
   }
-  lua_rawgeti(L, results, 1);
-  if (lua_touserdata(L, -1) == &null_sentinel) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
-  }
-  lua_replace(L, base + 1);
-  lua_settop(L, base + 1);
-  return 1;
+  /* stack: base+1 decoder, base+2 positions (if asked), then results */
+  lua_replace(L, base + 1); /* the decoder is done with */
+  lua_settop(L, base + (positions ? 2 : 1));
+  return positions ? 2 : 1;
+}
+
+/* opts at index i: {positions = true} asks for the positions table. */
+static bool want_positions(lua_State *L, int i) {
+  if (!lua_istable(L, i)) return false;
+  lua_getfield(L, i, "positions");
+  bool on = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return on;
 }
 
 static int l_decode(lua_State *L) {
   size_t len;
   const char *text = luaL_checklstring(L, 1, &len);
   const char *name = luaL_optstring(L, 2, "<string>");
-  return decode(L, text, len, name, false);
+  return decode(L, text, len, name, false, want_positions(L, 3));
 }
 
 static int l_decode_all(lua_State *L) {
   size_t len;
   const char *text = luaL_checklstring(L, 1, &len);
   const char *name = luaL_optstring(L, 2, "<string>");
-  return decode(L, text, len, name, true);
+  return decode(L, text, len, name, true, want_positions(L, 3));
 }
 
 /* Reads the whole file into a Lua string on the stack, or pushes nil, err. */
@@ -396,10 +471,11 @@ static bool read_file(lua_State *L, const char *path) {
 static int l_decode_file(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   bool all = lua_toboolean(L, 2);
+  bool positions = want_positions(L, 3);
   if (!read_file(L, path)) return 2;
   size_t len;
   const char *text = lua_tolstring(L, -1, &len);
-  return decode(L, text, len, path, all);
+  return decode(L, text, len, path, all, positions);
 }
 
 int luaopen_upgrun_yaml(lua_State *L) {

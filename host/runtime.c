@@ -20,6 +20,12 @@
 
 double upgrun_mono(void) { return (double)uv_hrtime() / 1e9; }
 
+uint64_t upgrun_ms(double seconds) {
+  if (!(seconds > 0)) return 0; /* NaN, negative, zero */
+  if (seconds >= (double)UPGRUN_MS_MAX / 1000.0) return UPGRUN_MS_MAX;
+  return (uint64_t)(seconds * 1000.0 + 0.5);
+}
+
 double upgrun_wall(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -43,6 +43,8 @@ struct upgrun_task {
   task_state state;
   bool started;         /* resumed at least once */
   bool cancelled;       /* cancel requested */
+  bool abandoned;       /* ignored its cancellation: never resumed again */
+  int cancel_raises;    /* times the cancellation was raised in it */
   bool reported;        /* failure already printed or handed to a joiner */
   int nwaiters;         /* joiners currently waiting */
   upgrun_op *op;        /* pending operation, if WAITING */
@@ -64,15 +66,15 @@ struct upgrun_runtime {
   thread_extra tag; /* {this runtime, NULL} */
   uv_loop_t loop;
   lua_State *L;
-  uv_idle_t ready_idle; /* drains the ready queue */
-  uv_signal_t sigint, sigterm;
+  uv_idle_t ready_idle;    /* drains the ready queue */
+  uv_async_t signal_async; /* woken by the SIGINT/SIGTERM/SIGHUP handler */
   upgrun_task *ready_head, *ready_tail;
   upgrun_task *live; /* every task not yet finished */
   upgrun_task *main_task;
+  upgrun_task *running; /* the task being resumed, NULL between tasks */
   long next_id;
   double spin_limit; /* seconds a task may run without yielding */
   bool aborting;
-  int abort_count;
   char abort_reason[64];
   shutdown_hook *hooks;
   struct join_op *joiners; /* every pending join, few at a time */
@@ -100,6 +102,10 @@ int sched_join(lua_State *L, int ud, double timeout, bool with_timeout);
 void sched_raise_on_resume(upgrun_task *t);
 /* Pushes the cancellation error value. */
 void sched_push_cancelled(lua_State *L, upgrun_runtime *rt);
+/* Raises the cancellation in the current task (L must be its thread), or,
+ * once the task has caught it CANCEL_RAISE_LIMIT times, abandons the task
+ * (yields it for good). Call only when the task is cancelled. */
+int sched_raise_cancelled(lua_State *L, upgrun_task *t);
 /* Runs the loop until the main task finishes; returns nothing. */
 void sched_run_main(upgrun_runtime *rt);
 

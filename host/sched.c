@@ -5,17 +5,25 @@
  * upgrun_op_complete(), which queues the task; an idle handle drains the ready
  * queue and resumes tasks, so libuv/libcurl/libssh2 callbacks never run Lua.
  * Cancellation cancels the pending op and raises a "cancelled" error in the
- * task at its current (or next) wait.
+ * task at its current (or next) wait; a task that keeps catching it is
+ * abandoned. SIGINT/SIGTERM/SIGHUP abort the run, even while Lua is busy.
  */
 #include "runtime.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define CANCELLED_MT "upgrun.cancelled"
+
+/* A cancelled task that catches its cancellation this many times (each
+ * later wait raises it again at once) is abandoned: it is never resumed
+ * again, its error and traceback are reported, its joiners get
+ * {kind="cancelled", abandoned=true}. */
+#define CANCEL_RAISE_LIMIT 100
 
 static void on_ready_idle(uv_idle_t *h);
 
@@ -130,6 +138,17 @@ static void push_task_ud(upgrun_task *t) {
   lua_rawgeti(t->rt->L, LUA_REGISTRYINDEX, t->ref);
 }
 
+/* The common end of a finished task: unlink, wake joiners, unanchor. */
+static void task_settled(upgrun_task *t) {
+  upgrun_runtime *rt = t->rt;
+  thread_extra_set(t->co, &rt->tag);
+  live_unlink(t);
+  wake_joiners(t);
+  luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
+  t->ref = LUA_NOREF;
+  if (t == rt->main_task) uv_stop(&rt->loop);
+}
+
 static void task_finish(upgrun_task *t, int status, int nres) {
   upgrun_runtime *rt = t->rt;
   lua_State *L = rt->L, *co = t->co;
@@ -175,31 +194,150 @@ static void task_finish(upgrun_task *t, int status, int nres) {
   /* An error leaves the coroutine's stack as it was: close its pending
    * to-be-closed variables (`local x <close>`) now. */
   if (status != LUA_OK) lua_resetthread(co);
-  thread_extra_set(co, &rt->tag);
-  live_unlink(t);
-  wake_joiners(t);
-  luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
-  t->ref = LUA_NOREF;
-  if (t == rt->main_task) uv_stop(&rt->loop);
+  task_settled(t);
+}
+
+/* A cancelled task that kept catching its cancellation (or kept running
+ * long after it) and is now suspended for good: report it with where it
+ * was, close its to-be-closed variables and finish it as cancelled. */
+static void task_abandon(upgrun_task *t) {
+  upgrun_runtime *rt = t->rt;
+  lua_State *L = rt->L, *co = t->co;
+  push_task_ud(t); /* L: ud */
+  lua_createtable(L, 0, 4);
+  lua_pushliteral(L, "cancelled");
+  lua_setfield(L, -2, "kind");
+  lua_pushfstring(L,
+                  "task ignored its cancellation (caught it %d times or ran "
+                  "on without waiting): abandoned",
+                  t->cancel_raises);
+  lua_setfield(L, -2, "message");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "abandoned");
+  luaL_traceback(L, co, NULL, 0);
+  lua_setfield(L, -2, "traceback");
+  luaL_setmetatable(L, CANCELLED_MT);
+  lua_getiuservalue(L, -2, 3);
+  lua_getfield(L, -2, "traceback");
+  fprintf(stderr, "upgrun: task %ld (%s) %s\n%s\n", t->id,
+          luaL_optstring(L, -2, "?"),
+          "ignored its cancellation and was abandoned", lua_tostring(L, -1));
+  lua_pop(L, 2);
+  lua_setiuservalue(L, -2, 2);
+  lua_pop(L, 1);
+  t->state = TASK_CANCELLED;
+  lua_resetthread(co); /* closes its pending `<close>` variables */
+  task_settled(t);
 }
 
 /* ---- resuming --------------------------------------------------------- */
 
-/* Count hook on every task thread: a task that runs for too long without
- * yielding to the loop starves every other task, probe and timer, so it is
- * stopped with an error naming the limit. */
+/* ---- signals ------------------------------------------------------ */
+
+/* SIGINT, SIGTERM and SIGHUP abort the run. The handler only records the
+ * signal and wakes the loop (uv_async_send is async-signal-safe); the abort
+ * itself runs either from the loop (signal_async_cb) or, when a task keeps
+ * Lua busy, from the count hook below, so a signal is honoured within a few
+ * milliseconds either way. A second signal exits at once. */
+static const int abort_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define N_ABORT_SIGNALS (sizeof abort_signals / sizeof abort_signals[0])
+static volatile sig_atomic_t pending_signal;
+static _Atomic(upgrun_runtime *) signal_rt;
+static struct sigaction saved_actions[N_ABORT_SIGNALS];
+
+static const char *abort_signal_name(int sig) {
+  switch (sig) {
+  case SIGINT:
+    return "SIGINT";
+  case SIGTERM:
+    return "SIGTERM";
+  case SIGHUP:
+    return "SIGHUP";
+  default:
+    return "a signal";
+  }
+}
+
+static void on_abort_signal(int sig) {
+  if (pending_signal) {
+    static const char msg[] = "upgrun: second signal, exiting now\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    _exit(UPGRUN_EXIT_ABORTED);
+  }
+  pending_signal = sig;
+  upgrun_runtime *rt = atomic_load(&signal_rt);
+  if (rt) uv_async_send(&rt->signal_async);
+}
+
+/* Turns a recorded signal into an abort (once). */
+static void take_pending_signal(upgrun_runtime *rt) {
+  int sig = pending_signal;
+  if (sig && !rt->aborting) upgrun_abort(rt, abort_signal_name(sig));
+}
+
+static void signal_async_cb(uv_async_t *h) { take_pending_signal(h->data); }
+
+static void signals_install(upgrun_runtime *rt) {
+  pending_signal = 0;
+  atomic_store(&signal_rt, rt);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_abort_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (size_t i = 0; i < N_ABORT_SIGNALS; i++)
+    sigaction(abort_signals[i], &sa, &saved_actions[i]);
+}
+
+static void signals_restore(void) {
+  for (size_t i = 0; i < N_ABORT_SIGNALS; i++)
+    sigaction(abort_signals[i], &saved_actions[i], NULL);
+  atomic_store(&signal_rt, NULL);
+  pending_signal = 0;
+}
+
+/* ---- the count hook ----------------------------------------------------- */
+
+/* Count hook on every task thread (and the coroutines it creates), run every
+ * SPIN_CHECK_EVERY instructions (a few ms):
+ *  - a signal received while Lua is busy aborts the run now, and the
+ *    running task gets its cancellation raised here (the runner can catch
+ *    it like any other error);
+ *  - a task that runs for too long without yielding to the loop starves
+ *    every other task, probe and timer, so it is stopped with an error
+ *    naming the limit; a cancelled one is abandoned instead (it would only
+ *    catch the error and go on). */
 #define SPIN_CHECK_EVERY 1000000 /* instructions */
 
 static void spin_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  upgrun_task *t = thread_extra_of(L)->task;
-  if (!t || t->co != L) return;
+  thread_extra *x = thread_extra_of(L);
+  upgrun_runtime *rt = x->rt;
+  if (pending_signal && !rt->aborting) take_pending_signal(rt);
+  /* L is the task's thread, or a coroutine the script created inside it */
+  upgrun_task *t = rt->running;
+  if (!t || (x->task && x->task != t)) return;
+  bool own = t->co == L;
+  /* cancelled while busy (a signal): raise it now, once */
+  if (t->cancelled && t->cancel_raises == 0) {
+    t->cancel_raises++;
+    sched_push_cancelled(L, rt);
+    lua_error(L);
+    return;
+  }
   double ran = upgrun_mono() - t->resumed_at;
-  if (ran > t->rt->spin_limit)
+  if (ran > rt->spin_limit) {
+    if (t->cancelled && own) {
+      t->abandoned = true;
+      lua_yield(L, 0);
+      return;
+    }
     luaL_error(L,
                "task ran %d s without yielding to the event loop (limit "
                "%d s): a busy loop starves every probe and timer",
-               (int)ran, (int)t->rt->spin_limit);
+               (int)ran, (int)rt->spin_limit);
+  }
 }
 
 static void task_resume(upgrun_task *t) {
@@ -218,7 +356,13 @@ static void task_resume(upgrun_task *t) {
   t->state = TASK_RUNNING;
   t->resumed_at = upgrun_mono();
   int nres = 0;
+  t->rt->running = t;
   int status = lua_resume(co, t->rt->L, nargs, &nres);
+  t->rt->running = NULL;
+  if (status == LUA_YIELD && t->abandoned) {
+    task_abandon(t);
+    return;
+  }
   if (status == LUA_YIELD) {
     lua_pop(co, nres);
     if (t->op && !t->op_ready)
@@ -257,14 +401,26 @@ upgrun_task *upgrun_current_task(lua_State *L) {
 
 upgrun_runtime *upgrun_from_lua(lua_State *L) { return thread_extra_of(L)->rt; }
 
+int sched_raise_cancelled(lua_State *L, upgrun_task *t) {
+  if (++t->cancel_raises > CANCEL_RAISE_LIMIT) {
+    t->abandoned = true;
+    return lua_yield(L, 0); /* task_resume sees `abandoned` */
+  }
+  sched_push_cancelled(L, t->rt);
+  return lua_error(L);
+}
+
+int upgrun_check_cancelled(lua_State *L) {
+  upgrun_task *t = thread_extra_of(L)->task;
+  if (t && t->co == L && t->cancelled) return sched_raise_cancelled(L, t);
+  return 0;
+}
+
 static int wait_cont(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   upgrun_task *t = thread_extra_of(L)->task;
-  if (t->cancelled) {
-    sched_push_cancelled(L, t->rt);
-    return lua_error(L);
-  }
+  if (t->cancelled) return sched_raise_cancelled(L, t);
   if (t->raise_on_resume) {
     t->raise_on_resume = false;
     return lua_error(L); /* the op pushed the error value */
@@ -282,8 +438,7 @@ int upgrun_wait(lua_State *L, upgrun_op *op) {
   }
   if (t->cancelled) {
     op->cancel(op);
-    sched_push_cancelled(L, t->rt);
-    return lua_error(L);
+    return sched_raise_cancelled(L, t);
   }
   op->task = t;
   t->op = op;
@@ -442,6 +597,7 @@ int sched_join(lua_State *L, int ud, double timeout, bool with_timeout) {
     }
     return n;
   }
+  upgrun_check_cancelled(L);
   join_op *j = calloc(1, sizeof *j);
   if (!j) return luaL_error(L, "out of memory");
   j->op.push = join_push;
@@ -463,22 +619,12 @@ int sched_join(lua_State *L, int ud, double timeout, bool with_timeout) {
     uv_timer_init(&rt->loop, j->timer);
     j->timer->data = j;
     uv_update_time(&rt->loop);
-    uv_timer_start(j->timer, join_timer_cb, (uint64_t)(timeout * 1000.0 + 0.5),
-                   0);
+    uv_timer_start(j->timer, join_timer_cb, upgrun_ms(timeout), 0);
   }
   return upgrun_wait(L, &j->op);
 }
 
 /* ---- running the loop --------------------------------------------------- */
-
-static void on_signal(uv_signal_t *h, int signum) {
-  upgrun_runtime *rt = h->data;
-  if (++rt->abort_count >= 2) {
-    fprintf(stderr, "upgrun: second %s, exiting now\n", strsignal(signum));
-    _exit(UPGRUN_EXIT_ABORTED);
-  }
-  upgrun_abort(rt, signum == SIGINT ? "SIGINT" : "SIGTERM");
-}
 
 void upgrun_abort(upgrun_runtime *rt, const char *why) {
   if (rt->aborting) return;
@@ -492,9 +638,9 @@ void upgrun_abort(upgrun_runtime *rt, const char *why) {
 void sched_init(upgrun_runtime *rt) {
   uv_idle_init(&rt->loop, &rt->ready_idle);
   rt->ready_idle.data = rt;
-  uv_signal_init(&rt->loop, &rt->sigint);
-  uv_signal_init(&rt->loop, &rt->sigterm);
-  rt->sigint.data = rt->sigterm.data = rt;
+  uv_async_init(&rt->loop, &rt->signal_async, signal_async_cb);
+  rt->signal_async.data = rt;
+  uv_unref((uv_handle_t *)&rt->signal_async);
   lua_State *L = rt->L;
   luaL_newmetatable(L, CANCELLED_MT);
   lua_pushcfunction(L, error_tostring);
@@ -507,10 +653,7 @@ void sched_init(upgrun_runtime *rt) {
 }
 
 void sched_run_main(upgrun_runtime *rt) {
-  uv_signal_start(&rt->sigint, on_signal, SIGINT);
-  uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
-  uv_unref((uv_handle_t *)&rt->sigint);
-  uv_unref((uv_handle_t *)&rt->sigterm);
+  signals_install(rt);
   while (!sched_finished(rt->main_task)) {
     if (uv_run(&rt->loop, UV_RUN_DEFAULT) == 0 &&
         !sched_finished(rt->main_task)) {
@@ -526,6 +669,5 @@ void sched_run_main(upgrun_runtime *rt) {
   sched_cancel_all(rt);
   for (int round = 0; round < 1000 && (rt->live || rt->ready_head); round++)
     uv_run(&rt->loop, UV_RUN_NOWAIT);
-  uv_signal_stop(&rt->sigint);
-  uv_signal_stop(&rt->sigterm);
+  signals_restore();
 }

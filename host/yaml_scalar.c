@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define EXACT_INT_MAX 9007199254740992LL /* 2^53 */
+
 static int is_one_of(const char *s, size_t len, const char *const *words) {
   for (; *words; words++)
     if (strlen(*words) == len && memcmp(*words, s, len) == 0) return 1;
@@ -72,8 +74,56 @@ static int parse_int(const char *s, size_t len, long long *out) {
   return base == 10 ? 2 : 0;
 }
 
-/* Floats: [-+]? ( [0-9][0-9_]* '.' [0-9_]* | '.' [0-9_]+ ) ([eE][-+]?[0-9]+)?
- * and [-+]?.inf / .nan in three casings. */
+/* Sexagesimal numbers (YAML 1.1, as PyYAML): [-+]? [1-9][0-9_]* (':'
+ * [0-5]?[0-9])+ is an integer (1:30 = 90); [-+]? [0-9][0-9_]* (':'
+ * [0-5]?[0-9])+ '.' [0-9_]* a float (1:30.5 = 90.5). Returns 1 (int), 2
+ * (float) or 0. */
+static int parse_sexagesimal(const char *s, size_t len, long long *iv,
+                             double *dv) {
+  size_t i = 0;
+  int neg = 0;
+  if (i < len && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+  if (i >= len || s[i] < '0' || s[i] > '9') return 0;
+  int first_zero = s[i] == '0';
+  double v = 0;
+  for (; i < len && ((s[i] >= '0' && s[i] <= '9') || s[i] == '_'); i++)
+    if (s[i] != '_') v = v * 10 + (s[i] - '0');
+  int parts = 0;
+  while (i < len && s[i] == ':') {
+    i++;
+    size_t start = i;
+    int d = 0;
+    for (; i < len && s[i] >= '0' && s[i] <= '9' && i - start < 2; i++)
+      d = d * 10 + (s[i] - '0');
+    size_t n = i - start;
+    if (n == 0 || (n == 2 && s[start] > '5')) return 0;
+    v = v * 60 + d;
+    parts++;
+  }
+  if (parts == 0) return 0;
+  double frac = 0, scale = 1;
+  int is_float = 0;
+  if (i < len && s[i] == '.') {
+    is_float = 1;
+    for (i++; i < len && ((s[i] >= '0' && s[i] <= '9') || s[i] == '_'); i++)
+      if (s[i] != '_') frac += (s[i] - '0') * (scale /= 10);
+  }
+  if (i != len) return 0;
+  if (!is_float && first_zero) return 0; /* an integer starts with 1-9 */
+  v += frac;
+  if (neg) v = -v;
+  if (is_float) {
+    *dv = v;
+    return 2;
+  }
+  if (v > 9007199254740992.0 || v < -9007199254740992.0) return 0;
+  *iv = (long long)v;
+  return 1;
+}
+
+/* Floats (YAML 1.1 as PyYAML): [-+]? [0-9][0-9_]* '.' [0-9_]* ([eE][-+][0-9]+)?
+ * or '.' [0-9_]+ ([eE][-+][0-9]+)? (no sign), and [-+]?.inf / .nan in three
+ * casings. The exponent's sign is required (1.0e3 is a string). */
 static int parse_float(const char *s, size_t len, double *out) {
   static const char *const inf[] = {".inf", ".Inf", ".INF", NULL};
   static const char *const nan[] = {".nan", ".NaN", ".NAN", NULL};
@@ -93,6 +143,7 @@ static int parse_float(const char *s, size_t len, double *out) {
   int int_digits = 0, frac_digits = 0, dot = 0;
   if (neg) buf[n++] = '-';
   if (i < len && s[i] == '_') return 0;
+  int signed_ = i > 0;
   for (; i < len && ((s[i] >= '0' && s[i] <= '9') || s[i] == '_'); i++) {
     if (s[i] == '_') continue;
     if (n >= sizeof buf - 16) return 0;
@@ -110,10 +161,12 @@ static int parse_float(const char *s, size_t len, double *out) {
     }
   }
   if (!dot || (int_digits == 0 && frac_digits == 0)) return 0;
+  if (int_digits == 0 && (signed_ || frac_digits == 0)) return 0; /* -.5 */
   if (i < len && (s[i] == 'e' || s[i] == 'E')) {
     buf[n++] = 'e';
     i++;
-    if (i < len && (s[i] == '-' || s[i] == '+')) buf[n++] = s[i++];
+    if (i >= len || (s[i] != '-' && s[i] != '+')) return 0;
+    buf[n++] = s[i++];
     int exp_digits = 0;
     for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
       if (n >= sizeof buf - 1) return 0;
@@ -145,18 +198,23 @@ ys_type yaml_scalar_resolve(const char *s, size_t len, ys_value *out) {
   char c = s[0];
   if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.'))
     return out->type = YS_STRING;
-  switch (parse_int(s, len, &out->i)) {
+  switch (parse_sexagesimal(s, len, &out->i, &out->d)) {
   case 1:
     return out->type = YS_INT;
-  case 2: { /* too big for an integer: a float like PyYAML's long */
-    char buf[128];
-    size_t n = 0;
-    for (size_t i = 0; i < len && n < sizeof buf - 1; i++)
-      if (s[i] != '_') buf[n++] = s[i];
-    buf[n] = '\0';
-    out->d = strtod(buf, NULL);
+  case 2:
     return out->type = YS_FLOAT;
+  default:
+    break;
   }
+  switch (parse_int(s, len, &out->i)) {
+  case 1: /* beyond 2^53 a double (and JSON) would round it: keep the text */
+    if (out->i > EXACT_INT_MAX || out->i < -EXACT_INT_MAX) {
+      out->i = 0;
+      return out->type = YS_STRING;
+    }
+    return out->type = YS_INT;
+  case 2: /* beyond 64 bits: likewise the exact text */
+    return out->type = YS_STRING;
   default:
     break;
   }

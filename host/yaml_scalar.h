@@ -3,8 +3,10 @@
  * scalar, following YAML 1.1 as PyYAML (and so Ansible) does: null (~, null,
  * empty), booleans (true/false/yes/no/on/off in three casings), integers
  * (decimal, 0x hex, 0b binary, leading-0 octal, '_' separators), floats
- * (a '.' is required; .inf/.nan) and otherwise strings. Sexagesimal numbers
- * (1:30) are left as strings. Pure C, no Lua: unit-tested in
+ * (a '.' is required, an exponent needs its sign; .inf/.nan), sexagesimal
+ * numbers (1:30 = 90, 1:30.5 = 90.5) and otherwise strings. An integer beyond
+ * +-2^53 stays a string of its exact text (a 32-digit project id must not
+ * become a rounded float). Pure C, no Lua: unit-tested in
  * tests/c/test_yaml.c.
  */
 #ifndef UPGRUN_YAML_SCALAR_H

@@ -16,6 +16,7 @@
 
 #include <lua.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <uv.h>
 
 #ifdef __cplusplus
@@ -29,7 +30,7 @@ enum {
   UPGRUN_EXIT_OK = 0,      /* the script finished and everything passed */
   UPGRUN_EXIT_FAILED = 1,  /* a check or budget failed (set by the script) */
   UPGRUN_EXIT_USAGE = 2,   /* bad invocation, config or script error */
-  UPGRUN_EXIT_ABORTED = 3, /* aborted by SIGINT/SIGTERM */
+  UPGRUN_EXIT_ABORTED = 3, /* aborted by SIGINT/SIGTERM/SIGHUP */
 };
 
 typedef struct upgrun_runtime upgrun_runtime;
@@ -56,7 +57,8 @@ int upgrun_register_module(upgrun_runtime *rt, const char *name,
  * `arg` (arg[0] = path, arg[1..] = args) and runs it as the main task until it
  * ends. Returns an exit code: the integer the chunk returned (0 if none),
  * UPGRUN_EXIT_USAGE on a syntax/runtime error (printed as file:line: message
- * with a traceback), UPGRUN_EXIT_ABORTED after SIGINT/SIGTERM. */
+ * with a traceback), UPGRUN_EXIT_ABORTED after SIGINT/SIGTERM/SIGHUP
+ * (signals are handled while the script runs; a second one exits at once). */
 int upgrun_run_file(upgrun_runtime *rt, const char *path, int argc,
                     char **argv);
 
@@ -107,14 +109,45 @@ struct upgrun_op {
  * cancellation error is raised. */
 int upgrun_wait(lua_State *L, upgrun_op *op);
 
+/* Raises the cancellation error if the current task is cancelled; returns 0
+ * otherwise (also outside a task). Call it first thing in a waiting
+ * primitive, before allocating anything: a cancelled task must not queue
+ * work. A task that keeps catching its cancellation is abandoned here (it is
+ * suspended for good and reported, with its traceback). */
+int upgrun_check_cancelled(lua_State *L);
+
 /* Marks op's results ready and queues its task to be resumed by the
  * scheduler. Safe to call from any libuv/libcurl/libssh2 callback. */
 void upgrun_op_complete(upgrun_op *op);
 
+/* The error kinds upgrun's primitives return (err.kind). Lua libraries add
+ * their own (docs/runtime.md lists every kind a scenario can see).
+ *   timeout    a deadline passed (the operation was stopped or abandoned)
+ *   cancelled  the task was cancelled (task:cancel, a with_timeout, an
+ *              abort by SIGINT/SIGTERM/SIGHUP: then err.aborted = true; a
+ *              task that ignored it: err.abandoned = true)
+ *   error      a joined task raised (err.traceback)
+ *   connect    resolving, TCP connect or the SSH handshake failed
+ *   tls        TLS handshake or certificate verification failed (http)
+ *   closed     the peer closed the connection / the session is closed / no
+ *              more lines (proc read_line)
+ *   protocol   any other transfer failure (http)
+ *   too_large  a body or captured output went past its limit (http
+ *              max_body, ssh max_output)
+ *   http       an HTTP status the caller asked to treat as an error
+ *   auth       SSH authentication refused
+ *   hostkey    SSH host key unknown (strict) or changed
+ *   channel    an SSH channel/SCP failure
+ *   spawn      a process could not be started (proc)
+ *   exited     signalling a process that has already exited (proc.kill)
+ *   exit       a non-zero exit with check = true (proc.run)
+ *   signal     a death by signal with check = true (proc.run)
+ *   yaml       text that is not valid YAML (upgrun.yaml)
+ *   io         a file or system call failed (err.code may name the errno) */
+
 /* Pushes nil and an error table {kind = kind, message = formatted} and
- * returns 2, for `return upgrun_push_error(L, "timeout", "...")`.
- * Kinds used by upgrun: timeout, connect, tls, http, exit, signal,
- * cancelled, auth, hostkey, channel, closed, protocol, io, error. */
+ * returns 2, for `return upgrun_push_error(L, "timeout", "...")`, kind one
+ * of the list above. */
 int upgrun_push_error(lua_State *L, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -122,6 +155,14 @@ int upgrun_push_error(lua_State *L, const char *kind, const char *fmt, ...)
  * nil) and returns 1, so callers can add fields (status, request_id, ...). */
 int upgrun_new_error(lua_State *L, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Seconds (a Lua number: maybe fractional, huge, inf or NaN) to whole
+ * milliseconds for a libuv timer or a libcurl option, rounded to nearest:
+ * the one place this conversion is done. NaN and negatives give 0; values
+ * past UPGRUN_MS_MAX (about 31 years, "for ever") give UPGRUN_MS_MAX, so
+ * `inf` never reaches an integer cast. */
+#define UPGRUN_MS_MAX ((uint64_t)1000000000000ULL)
+uint64_t upgrun_ms(double seconds);
 
 /* Monotonic time in seconds (the one clock for durations and ordering). */
 double upgrun_mono(void);

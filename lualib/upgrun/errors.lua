@@ -25,6 +25,7 @@ M.KINDS = {
   http = "an HTTP request got an error status",
   exit = "a command exited with a non-zero status",
   signal = "a command was killed by a signal",
+  exited = "the process had already exited (kill of a finished process)",
   spawn = "a command could not be started",
   auth = "authentication was refused",
   hostkey = "an SSH host key did not match",

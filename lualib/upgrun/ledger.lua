@@ -38,7 +38,14 @@ function Ledger:save()
   local doc = { format = "upgrun-ledger/1", run = self.meta, resources = json.array {} }
   for i, r in ipairs(self.records) do doc.resources[i] = r end
   local ok, err = json.write_file(self.path, doc, "  ")
-  if not ok then io.stderr:write("upgrun: cannot write ledger ", self.path, ": ", tostring(err), "\n") end
+  if not ok then
+    -- The previous ledger.json stays as it was; the run fails at the end
+    -- (even if a later save succeeds: the record was missing for a while).
+    if not self.save_error then
+      io.stderr:write("upgrun: cannot write ledger ", self.path, ": ", tostring(err), "\n")
+    end
+    self.save_error = self.save_error or tostring(err)
+  end
   return ok, err
 end
 

@@ -175,7 +175,8 @@ function Node:run(cmd, opts)
   local sess, err = self:session()
   local r
   if sess then
-    r, err = sess:exec(self:_wrap(cmd, opts), { timeout = opts.timeout, stdin = opts.stdin, env = opts.env })
+    r, err = sess:exec(self:_wrap(cmd, opts), { timeout = opts.timeout, stdin = opts.stdin, env = opts.env,
+      max_output = opts.max_output })
   end
   if r then
     r.ok = r.status == 0

@@ -37,41 +37,66 @@ end
 --    samples = number of non-ok samples, fail = n, unknown = n,
 --    first_error = err kind/status of the first non-ok sample}
 function M.find(samples)
-  local s = M.sorted(samples)
-  local out, cur = {}, nil
-  local prev_ok_t = nil
-  for i, x in ipairs(s) do
-    if x.result == "ok" then
-      if cur then
-        cur["end"] = x.t
-        cur.end_uncertainty = x.t - s[i - 1].t
-        out[#out + 1] = cur
-        cur = nil
-      end
-      prev_ok_t = x.t
-    else
-      if not cur then
-        cur = { start = x.t, samples = 0, fail = 0, unknown = 0,
-                start_uncertainty = prev_ok_t and (x.t - prev_ok_t) or 0,
-                first_error = x.err or x.status, stage = x.stage }
-      end
-      cur.samples = cur.samples + 1
-      cur[x.result] = cur[x.result] + 1
-      cur.last_t = x.t
+  local tr = M.tracker()
+  for _, x in ipairs(M.sorted(samples)) do tr:feed(x) end
+  return tr:finish()
+end
+
+-- The online form of find(): feed(x) the samples in send order as they come
+-- (non-informative ones are ignored), finish() closes an outage still open
+-- and returns the list. Memory is O(outages). A sample may carry `t_end`
+-- (an unknown sample cut by an abort): an open outage then lasts until it.
+local Tracker = {}
+Tracker.__index = Tracker
+
+function M.tracker() return setmetatable({ list = {} }, Tracker) end
+
+local function close(o)
+  o.last_t = nil
+  o.duration = o["end"] - o.start
+  o.uncertainty = math.max(o.start_uncertainty, o.end_uncertainty)
+end
+
+function Tracker:feed(x)
+  if not INFORMATIVE[x.result] then return end
+  local cur = self.cur
+  if x.result == "ok" then
+    if cur then
+      cur["end"] = x.t
+      cur.end_uncertainty = x.t - self.last_t
+      close(cur)
+      self.list[#self.list + 1] = cur
+      self.cur = nil
     end
+    self.prev_ok_t = x.t
+  else
+    if not cur then
+      cur = { start = x.t, samples = 0, fail = 0, unknown = 0,
+              start_uncertainty = self.prev_ok_t and (x.t - self.prev_ok_t) or 0,
+              first_error = x.err or x.status, stage = x.stage, last_t = x.t }
+      self.cur = cur
+    end
+    cur.samples = cur.samples + 1
+    cur[x.result] = cur[x.result] + 1
+    local e = x.t_end or x.t
+    if e > cur.last_t then cur.last_t = e end
   end
+  self.last_t = x.t
+end
+
+-- Closes the outage still open (the run ended inside it) and returns every
+-- outage. The tracker can be fed again afterwards only if nothing was open.
+function Tracker:finish()
+  local cur = self.cur
   if cur then
     cur["end"] = cur.last_t
     cur.end_uncertainty = 0
     cur.open = true
-    out[#out + 1] = cur
+    close(cur)
+    self.list[#self.list + 1] = cur
+    self.cur = nil
   end
-  for _, o in ipairs(out) do
-    o.last_t = nil
-    o.duration = o["end"] - o.start
-    o.uncertainty = math.max(o.start_uncertainty, o.end_uncertainty)
-  end
-  return out
+  return self.list
 end
 
 -- Sum of outage durations and the longest one.

@@ -11,8 +11,9 @@
 --   unknown  no answer within `timeout`
 -- The probe function is fn(ctx, probe) -> value | nil, err (err.kind
 -- "timeout" -> unknown) or an HTTP response {status=} classified by `expect`.
-local task = require "upgrun.task"
-local time = require "upgrun.time"
+--
+-- This module is the declaration only; a run's state (samples in flight,
+-- counts, aggregates) lives in upgrun.probe_run.
 
 local M = {}
 local Probe = {}
@@ -27,13 +28,29 @@ local function status_set(expect)
   return s
 end
 
+-- A readable message for an error value: a string as is, a table by its
+-- `message` (or its __tostring, or its kind), never "table: 0x...".
+function M.message(e)
+  if type(e) ~= "table" then return tostring(e) end
+  if e.message ~= nil then return tostring(e.message) end
+  local mt = getmetatable(e)
+  if mt and mt.__tostring then return tostring(e) end
+  if e.kind ~= nil then return tostring(e.kind) end
+  local parts = {}
+  for k, v in pairs(e) do
+    if type(v) ~= "table" and type(v) ~= "function" then parts[#parts + 1] = tostring(k) .. "=" .. tostring(v) end
+  end
+  table.sort(parts)
+  return #parts > 0 and ("{" .. table.concat(parts, ", ") .. "}") or "an error without a message"
+end
+
 -- Classifies what a probe function returned. Returns result, status, err_kind,
 -- message.
 function M.classify(res, err, expect_set)
   if res == nil or res == false then
     if type(err) == "table" then
       local kind = err.kind or "error"
-      return (kind == "timeout") and "unknown" or "fail", err.status, kind, err.message
+      return (kind == "timeout") and "unknown" or "fail", err.status, kind, M.message(err)
     end
     return "fail", nil, "error", err and tostring(err) or "the probe returned false"
   end
@@ -57,8 +74,9 @@ end
 -- the headers (e.g. a fresh token).
 function M.http(spec)
   assert(type(spec) == "table" and type(spec.url) == "string", "probe.http needs {url = ...}")
+  local http
   return function(ctx, p)
-    local http = require "upgrun.http"
+    http = http or require "upgrun.http"
     local headers = spec.headers
     if type(headers) == "function" then headers = headers(ctx) end
     return http.request { method = spec.method or "GET", url = spec.url, headers = headers,
@@ -76,13 +94,19 @@ function M.new(spec)
   local p = setmetatable({}, Probe)
   p.name = spec.name
   p.fn = spec.fn
-  if spec.http then p.fn = M.http(spec.http); p.expect = p.expect or spec.http.expect end
+  if spec.http then
+    p.fn = M.http(spec.http)
+    p.expect = p.expect or spec.http.expect
+  end
   if type(p.fn) ~= "function" then error("probe " .. p.name .. ": needs fn or http", 3) end
   p.interval = spec.interval or (spec.rate and 1 / spec.rate) or 1
   if type(p.interval) ~= "number" or p.interval <= 0 then
     error("probe " .. p.name .. ": interval must be > 0", 3)
   end
   p.timeout = spec.timeout or math.max(1, math.min(5, 10 * p.interval))
+  -- An http probe's request carries the probe's timeout itself: no watchdog
+  -- task is needed per sample (upgrun.probe_run).
+  p.self_timed = spec.http and (not spec.http.timeout or spec.http.timeout <= p.timeout) or nil
   p.max_in_flight = spec.max_in_flight or math.min(16, math.ceil(p.timeout / p.interval) + 1)
   p.expect = spec.expect or p.expect
   p.expect_set = status_set(p.expect)
@@ -90,12 +114,6 @@ function M.new(spec)
   p.budget = spec.budget
   p.baseline = spec.baseline or "before"
   p.description = spec.description
-  p.samples = {}
-  p.in_flight = 0
-  p.sent = 0
-  p.skipped = 0
-  p.windows = {}      -- {start, end} (relative) while the probe was running
-  p.outstanding = {}  -- sample tasks not finished yet
   return p
 end
 
@@ -104,107 +122,6 @@ function Probe:runs_in(stage)
   if not self.stages then return true end
   for _, s in ipairs(self.stages) do if s == stage then return true end end
   return false
-end
-
--- Records a sample (and passes it to the on_sample callback).
-function Probe:record(s)
-  self.samples[#self.samples + 1] = s
-  if self.on_sample then pcall(self.on_sample, s) end
-end
-
-local function is_cancel(e) return type(e) == "table" and e.kind == "cancelled" end
-
--- One sample, in its own task.
-function Probe:sample(ctx, tl, stage, step)
-  local t_send = time.mono()
-  local s = { probe = self.name, t = tl:rel(t_send), wall = tl:wall(), stage = stage, step = step }
-  local ok, res, err = pcall(task.with_timeout, self.timeout, self.fn, ctx, self)
-  local t_done = time.mono()
-  s.latency = t_done - t_send
-  if not ok then
-    if is_cancel(res) then
-      s.result, s.err = "cancelled", "cancelled"
-    else
-      s.result, s.err, s.message = "fail", "error", tostring(type(res) == "table" and (res.message or res.kind) or res)
-    end
-  else
-    local result, status, kind, msg = M.classify(res, err, self.expect_set)
-    s.result, s.status, s.err, s.message = result, status, kind, msg
-  end
-  self.in_flight = self.in_flight - 1
-  self:record(s)
-end
-
--- Starts sampling (no-op when running). `current_step()` names the step(s)
--- running now; `stage` is the current stage name.
-function Probe:start(ctx, tl, stage, current_step)
-  if self.loop then self.stage = stage; return end
-  self.stage = stage
-  self.current_step = current_step
-  self.running = true
-  local start_mono = time.mono()
-  self.windows[#self.windows + 1] = { start = tl:rel(start_mono) }
-  self.loop = task.spawn("probe " .. self.name, function()
-    local k = 0
-    while self.running do
-      -- Sleep until the slot is due (a timer may fire a little early when
-      -- the loop's cached time is stale, hence the loop).
-      local due = start_mono + k * self.interval
-      local now = time.mono()
-      while due > now and self.running do
-        if not pcall(time.sleep, due - now) then self.running = false end
-        now = time.mono()
-      end
-      if not self.running then break end
-      local step = self.current_step and self.current_step() or nil
-      if self.in_flight >= self.max_in_flight then
-        self.skipped = self.skipped + 1
-        self:record { probe = self.name, t = tl:now(), wall = tl:wall(), stage = self.stage, step = step,
-                      result = "skipped", err = "max_in_flight" }
-      else
-        self.in_flight = self.in_flight + 1
-        self.sent = self.sent + 1
-        local st
-        st = task.spawn("sample " .. self.name, function()
-          self:sample(ctx, tl, self.stage, step)
-          if st then self.outstanding[st] = nil end
-        end)
-        self.outstanding[st] = true
-      end
-      k = k + 1
-      -- Fell behind (the loop was starved)? Resynchronise instead of bursting.
-      local late = time.mono() - (start_mono + k * self.interval)
-      if late > self.interval then k = k + math.floor(late / self.interval) end
-    end
-  end)
-end
-
--- Stops sending new samples; samples in flight finish on their own (each is
--- bounded by the timeout; drain() waits for them).
-function Probe:stop(tl)
-  if not self.loop then return end
-  self.running = false
-  self.loop:cancel()
-  self.loop = nil
-  local w = self.windows[#self.windows]
-  if w and not w["end"] then w["end"] = tl:now() end
-end
-
--- Waits (at most `timeout` s) for the samples still in flight.
-function Probe:drain(timeout)
-  local deadline = time.mono() + (timeout or self.timeout + 1)
-  for t in pairs(self.outstanding) do
-    local left = deadline - time.mono()
-    if left <= 0 then break end
-    t:join(left)
-  end
-end
-
--- Seconds the probe was running (sum of its windows; an open window ends at `now`).
-function Probe:active_time(now)
-  local sum = 0
-  for _, w in ipairs(self.windows) do sum = sum + ((w["end"] or now) - w.start) end
-  return sum
 end
 
 return M

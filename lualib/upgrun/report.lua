@@ -1,26 +1,17 @@
 -- upgrun.report — turns a finished (or aborted) run into its outputs:
--- analyse(run) computes outages, downtime per probe and per step, latency per
--- stage and budget verdicts (with upgrun.outages); write_all(run) writes
--- report.json, junit.xml and report.html into the output directory;
--- write_sample(run, s) appends one line to samples.jsonl as samples arrive;
+-- analyse(run) reads the probes' online aggregates (upgrun.probing: outages,
+-- latency sketches per stage, counts — never the samples, so it costs
+-- O(outages + steps + stages)) and computes downtime per probe and per step
+-- and budget verdicts; write_all(run) writes report.json, junit.xml and
+-- report.html into the output directory, every write checked (upgrun.fs:
+-- tmp + fsync + rename), and returns the list of outputs it could not write;
 -- console(run) prints the short summary.
 local json = require "upgrun.report.json"
 local outages = require "upgrun.outages"
+local steady = require "upgrun.steady"
 
 local M = {}
 local A = json.array
-
--- ---------------------------------------------------------------- samples
-
-function M.write_sample(run, s)
-  local f = run.samples_file
-  if not f then return end
-  f:write(json.encode {
-    probe = s.probe, t_send = s.t, wall = s.wall, result = s.result, latency = s.latency,
-    status = s.status, err = s.err, message = s.message and run:redact(s.message) or nil,
-    stage = s.stage, step = s.step,
-  }, "\n")
-end
 
 -- ---------------------------------------------------------------- analysis
 
@@ -45,8 +36,15 @@ local function timed_steps(run)
   return out
 end
 
-local function analyse_probe(run, p, steps)
-  local outs = outages.find(p.samples)
+local function analyse_probe(run, pr, steps)
+  local p = pr.probe
+  local all_outs = pr:finish()
+  -- Outages that began while the steady state was awaited are reported apart:
+  -- they are not downtime of the upgrade.
+  local outs, settle_outs = {}, A {}
+  for _, o in ipairs(all_outs) do
+    if steady.STAGES[o.stage] then settle_outs[#settle_outs + 1] = o else outs[#outs + 1] = o end
+  end
   for _, o in ipairs(outs) do
     local during = outages.steps_during(o.start, o["end"], steps)
     o.steps = innermost(during)
@@ -59,14 +57,13 @@ local function analyse_probe(run, p, steps)
     if per[st.id] then per_step[#per_step + 1] = { step = st.path, id = st.id, stage = st.stage,
       seconds = per[st.id] } end
   end
-  local by_stage = outages.latency_by_stage(p.samples, p.baseline)
-  local counts = { ok = 0, fail = 0, unknown = 0, skipped = 0, cancelled = 0 }
-  local ok_lat = {}
-  for _, s in ipairs(p.samples) do
-    counts[s.result] = (counts[s.result] or 0) + 1
-    if s.result == "ok" then ok_lat[#ok_lat + 1] = s.latency end
+  local by_stage = pr.stats:latency_by_stage(p.baseline)
+  for stage, st in pairs(by_stage) do
+    if steady.STAGES[stage] then st.p50_ratio, st.p95_ratio, st.p99_ratio = nil, nil, nil end
   end
-  local active = p:active_time(run.run_end)
+  local counts = {}
+  for k, v in pairs(pr.stats.counts) do counts[k] = v end
+  local active = pr:active_time(run.run_end)
   local m = { downtime = down, longest = longest }
   for _, q in ipairs { "p50", "p95", "p99" } do m[q .. "_ratio"] = outages.worst_ratio(by_stage, q) end
   local budget = A(outages.evaluate_budget(p.budget, m))
@@ -74,14 +71,16 @@ local function analyse_probe(run, p, steps)
     b.probe = p.name
     if b.status == "fail" then run.budget_failures = run.budget_failures + 1 end
   end
+  run.series = run.series or {}
+  run.series[p.name] = pr.stats.series:columns()
   return {
     name = p.name, description = p.description, interval = p.interval, configured_rate = 1 / p.interval,
     timeout = p.timeout, max_in_flight = p.max_in_flight, stages = p.stages and A(p.stages) or "all",
-    sent = p.sent, skipped = p.skipped, counts = counts, active_time = active,
-    rate = active > 0 and p.sent / active or 0,
-    latency = outages.stats(ok_lat), latency_by_stage = by_stage, baseline = p.baseline,
+    sent = pr.sent, skipped = pr.skipped, counts = counts, active_time = active,
+    rate = active > 0 and pr.sent / active or 0,
+    latency = pr.stats:latency(steady.STAGES), latency_by_stage = by_stage, baseline = p.baseline,
     outages = A(outs), downtime = down, downtime_uncertainty = unc, longest_outage = longest,
-    downtime_per_step = per_step, budget = budget, degradation = m,
+    downtime_per_step = per_step, budget = budget, degradation = m, steady_state_outages = settle_outs,
   }
 end
 
@@ -89,8 +88,8 @@ function M.analyse(run)
   local steps = timed_steps(run)
   run.probe_reports = A {}
   local all = {}
-  for _, p in ipairs(run.s.probes) do
-    local pr = analyse_probe(run, p, steps)
+  for _, prun in ipairs(run.probing and run.probing.runs or {}) do
+    local pr = analyse_probe(run, prun, steps)
     run.probe_reports[#run.probe_reports + 1] = pr
     for _, o in ipairs(pr.outages) do all[#all + 1] = o end
   end
@@ -213,7 +212,8 @@ function M.document(run)
     verdict = run.verdict, exit_code = run.exit_code, aborted = run.aborted or false,
     stages = stages, steps = steps, hooks = hooks, hook_points = run.hook_points, checks = checks,
     probes = run.probe_reports, overall = run.overall, downtime_per_step = run.downtime_per_step,
-    budgets = budgets, resources = resources, timeline = timeline,
+    budgets = budgets, resources = resources, timeline = timeline, steady_state = run.steady,
+    output_errors = run.output_errors and A(run.output_errors) or nil,
     resumed = run.resumed, -- --resume / --from-step: {from, from_step, passed_earlier}
   }
   return doc
@@ -228,20 +228,46 @@ local function redact_deep(run, v)
   return v
 end
 
+-- A failed output write fails the run (an aborted run stays aborted).
+local function output_failed(run, failed)
+  run.output_errors = failed
+  if run.exit_code == 0 then run.verdict, run.exit_code = "failed", 1 end
+  if run.doc then
+    run.doc.verdict, run.doc.exit_code = run.verdict, run.exit_code
+    run.doc.output_errors = A(failed)
+  end
+end
+
+-- Closes samples.jsonl and writes junit.xml, report.html and report.json
+-- (last, so that it names any output that could not be written); each is
+-- complete or not there at all. Returns an array of "<file>: <error>" for the
+-- outputs that could not be written (empty when all were), after setting the
+-- verdict to failed (exit 1; 3 stays 3) when there are any.
 function M.write_all(run)
+  local fs = require "upgrun.fs"
+  local failed = {}
+  local function attempt(name, fn)
+    local ok, res, err = pcall(fn)
+    if not ok then err = res elseif not res then err = err or "unknown error" end
+    if err then failed[#failed + 1] = name .. ": " .. tostring(err) end
+  end
+  if run.sample_log then
+    attempt("samples.jsonl", function() return run.sample_log:close() end)
+  end
+  if run.ledger and run.ledger.save_error then failed[#failed + 1] = "ledger.json: " .. run.ledger.save_error end
+  if #failed > 0 then output_failed(run, failed) end
   local doc = redact_deep(run, M.document(run))
   run.doc = doc
-  local ok, err = json.write_file(run.out .. "/report.json", doc, " ")
-  if not ok then error("cannot write report.json: " .. tostring(err)) end
-  if run.samples_file then run.samples_file:close(); run.samples_file = nil end
-  local junit = require("upgrun.report.junit").render(doc)
-  local f = assert(io.open(run.out .. "/junit.xml", "w"))
-  f:write(junit)
-  f:close()
-  local html = require("upgrun.report.html").render(doc, run)
-  f = assert(io.open(run.out .. "/report.html", "w"))
-  f:write(html)
-  f:close()
+  attempt("junit.xml", function()
+    return fs.write_file(run.out .. "/junit.xml", require("upgrun.report.junit").render(doc))
+  end)
+  attempt("report.html", function()
+    return fs.write_file(run.out .. "/report.html", require("upgrun.report.html").render(doc, run))
+  end)
+  if #failed > 0 then output_failed(run, failed) end
+  attempt("report.json", function() return json.write_file(run.out .. "/report.json", doc, " ") end)
+  if #failed > 0 then output_failed(run, failed) end
+  return failed
 end
 
 -- ---------------------------------------------------------------- console
@@ -303,9 +329,15 @@ function M.console(run)
   for _, b in ipairs(run.doc and run.doc.budgets or {}) do
     if b.status == "fail" then failed[#failed + 1] = "budget " .. b.probe .. " " .. b.key .. ": " .. b.message end
   end
+  for _, e in ipairs(run.output_errors or {}) do failed[#failed + 1] = "output not written: " .. e end
+  if run.steady and run.steady.failure then failed[#failed + 1] = run.steady.failure end
   if #failed > 0 then
     p("problems:")
     for _, l in ipairs(failed) do p("  %s", run:redact(l)) end
+  end
+  for _, phase in ipairs { "start", "end" } do
+    local st = run.steady and run.steady[phase]
+    if st and st.result ~= "off" then p("steady state at the %s: %s", phase, steady.describe(st)) end
   end
   if run.aborted then p("aborted: the partial report was written") end
   p("report: %s/report.json, report.html, junit.xml, samples.jsonl", run.out)

@@ -19,6 +19,7 @@
 local probe = require "upgrun.probe"
 local errors = require "upgrun.errors"
 local redact = require "upgrun.redact"
+local steady = require "upgrun.steady"
 
 local M = {}
 local Scenario = {}
@@ -72,6 +73,7 @@ function M.new(spec)
   for k in pairs(spec.params or {}) do names[#names + 1] = k end
   table.sort(names)
   for _, k in ipairs(names) do s:param(k, spec.params[k]) end
+  steady.declare(s, spec.steady)
   M.declared[s] = true
   return s
 end

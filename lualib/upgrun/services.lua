@@ -12,6 +12,7 @@
 --   local r, err = svc:start{timeout = 120}      -- r = {pid=, healthy=, duration=}
 local nodes = require "upgrun.nodes"
 local time = require "upgrun.time"
+local terminate = require "upgrun.terminate"
 
 local M = {}
 local Service = {}
@@ -211,30 +212,27 @@ function Service:stop(opts)
   if pid == false then
     return done({ stopped = true, was_running = false, escalated = false })
   end
-  local r
-  if self.backend == "systemd" then
-    r, err = self:_run(string.format("systemctl kill -s %s %s", q(opts.signal or "TERM"), q(self.unit)), 30)
-  elseif opts.signal == nil and self.spec.stop then
-    r, err = self:_run(self:_cmd(self.spec.stop, pid), timeout)
-  else
-    r, err = self:_run("kill -s " .. q(tostring(opts.signal or "TERM"):gsub("^SIG", "")) ..
-      " " .. math.tointeger(pid), 30)
-  end
-  if not r then return done(nil, err) end
-  local ok
-  ok, err = self:wait_stopped(math.max(0, grace - (time.mono() - t0)), pid)
-  local escalated = false
-  if not ok then
-    if err.kind ~= "timeout" then return done(nil, err) end
-    escalated = true
-    if self.backend == "systemd" then
-      self:_run("systemctl kill -s KILL " .. q(self.unit), 30)
-    else
-      self:_run("kill -s KILL " .. math.tointeger(pid), 30)
-    end
-    ok, err = self:wait_stopped(math.max(0.5, timeout - (time.mono() - t0)), pid)
-    if not ok then return done(nil, err) end
-  end
+  -- the one TERM -> grace -> KILL policy (upgrun.terminate), also used by proc.run
+  local ok, escalated = terminate.escalate {
+    term = function()
+      if self.backend == "systemd" then
+        return self:_run(string.format("systemctl kill -s %s %s", q(opts.signal or "TERM"), q(self.unit)), 30)
+      elseif opts.signal == nil and self.spec.stop then
+        return self:_run(self:_cmd(self.spec.stop, pid), timeout)
+      end
+      return self:_run("kill -s " .. q(tostring(opts.signal or "TERM"):gsub("^SIG", "")) ..
+        " " .. math.tointeger(pid), 30)
+    end,
+    kill = function()
+      if self.backend == "systemd" then self:_run("systemctl kill -s KILL " .. q(self.unit), 30)
+      else self:_run("kill -s KILL " .. math.tointeger(pid), 30) end
+      return true -- the wait below tells whether it worked
+    end,
+    wait = function(t) return self:wait_stopped(t, pid) end,
+    grace = function() return math.max(0, grace - (time.mono() - t0)) end,
+    after = function() return math.max(0.5, timeout - (time.mono() - t0)) end,
+  }
+  if not ok then return done(nil, escalated) end
   if self.backend == "systemd" then self:_run("systemctl stop " .. q(self.unit), 30) end
   return done({ stopped = true, was_running = true, pid = pid, escalated = escalated })
 end

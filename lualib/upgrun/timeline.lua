@@ -9,10 +9,13 @@ local units = require "upgrun.units"
 local M = {}
 M.__index = M
 
--- ISO 8601 UTC with milliseconds from epoch seconds.
+-- ISO 8601 UTC with milliseconds from epoch seconds (the date part is
+-- cached per second: probes stamp every sample).
+local last_s, last_prefix
 function M.iso(epoch)
   local s, ms = units.split_ms(epoch)
-  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. string.format(".%03dZ", ms)
+  if s ~= last_s then last_s, last_prefix = s, os.date("!%Y-%m-%dT%H:%M:%S", s) end
+  return string.format("%s.%03dZ", last_prefix, ms)
 end
 
 function M.new()

@@ -57,9 +57,12 @@ int main(void) {
   check("0b1010", YS_INT, 10);
   check("0755", YS_INT, 493);
   check("00", YS_INT, 0);
-  check("9223372036854775807", YS_INT, 9223372036854775807.0);
-  check("-9223372036854775808", YS_INT, -9223372036854775807.0 - 1);
-  check("9223372036854775808", YS_FLOAT, 9223372036854775808.0);
+  check("9007199254740992", YS_INT, 9007199254740992.0);
+  check("-9007199254740992", YS_INT, -9007199254740992.0);
+  check("9007199254740993", YS_STRING, 0);
+  check("9223372036854775807", YS_STRING, 0);
+  check("-9223372036854775808", YS_STRING, 0);
+  check("12345678901234567890123456789012", YS_STRING, 0);
   check("0x", YS_STRING, 0);
   check("0b", YS_STRING, 0);
   check("08", YS_STRING, 0);
@@ -67,7 +70,18 @@ int main(void) {
   check("_1", YS_STRING, 0);
   check("-", YS_STRING, 0);
   check("+", YS_STRING, 0);
-  check("1:30", YS_STRING, 0);
+  /* sexagesimal, as PyYAML (and so Ansible) */
+  check("1:30", YS_INT, 90);
+  check("190:20:30", YS_INT, 685230);
+  check("-1:30", YS_INT, -90);
+  check("1:30.5", YS_FLOAT, 90.5);
+  check("0:30.5", YS_FLOAT, 30.5);
+  check("01:30", YS_STRING, 0);
+  check("1:60", YS_STRING, 0);
+  check("1:123", YS_STRING, 0);
+  check("11:22:33:44:55:66", YS_STRING, 0);
+  check("2001:db8::1", YS_STRING, 0);
+  check("1:", YS_STRING, 0);
   check("12abc", YS_STRING, 0);
   check("0xFFFFFFFFFFFFFFFFF", YS_STRING, 0);
   /* floats */
@@ -83,6 +97,9 @@ int main(void) {
   check("-.Inf", YS_FLOAT, -INFINITY);
   check(".NaN", YS_FLOAT, NAN);
   check("1e3", YS_STRING, 0);
+  check("1.0e3", YS_STRING, 0); /* the exponent needs its sign */
+  check("-.5", YS_STRING, 0);
+  check("+.5", YS_STRING, 0);
   check(".", YS_STRING, 0);
   check("1.2.3", YS_STRING, 0);
   check("10.0.0.1", YS_STRING, 0);

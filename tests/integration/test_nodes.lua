@@ -177,10 +177,14 @@ T.case("run_argv quotes every argument", function()
 end)
 
 T.case("become runs through sudo -n", function()
-  if lab.user ~= "root" then io.write("     (skipped: needs root for sudo -n)\n"); return end
-  local r = assert(inv:host("node2"):run("id -u; ps -o comm= -p $PPID"))
+  if lab.user ~= "root" then T.skip("needs root for sudo -n") end
+  -- node2 has ansible_become: true in the inventory: its commands' parent is sudo
+  local r = assert(inv:host("node2"):run("id -u; ps -o args= -p $PPID"))
   T.eq(r.stdout:match("^(%d+)"), "0")
-  T.ok(r.stdout:find("sudo", 1, true) or r.stdout:find("sh", 1, true), r.stdout)
+  T.ok(r.stdout:find("sudo -n", 1, true), "sudo from the inventory's become: " .. r.stdout)
+  -- become = false overrides it: the parent is sshd's shell, never sudo
+  local r3 = assert(inv:host("node2"):run("ps -o args= -p $PPID", { become = false }))
+  T.eq(r3.stdout:find("sudo", 1, true), nil, "no sudo with become = false: " .. r3.stdout)
   local r2 = assert(inv:host("node2"):run("ps -o args= -p $PPID", { become = true }))
   T.ok(r2.stdout:find("sudo", 1, true), r2.stdout)
 end)
@@ -192,7 +196,9 @@ T.case("a command past its timeout: timeout error, killed on the node too", func
   local r, err = n:run("sleep 2.5; touch " .. flag, { timeout = 0.5 })
   T.err("timeout", r, err)
   T.near(time.mono() - t0, 0.5, 0.3)
-  time.sleep(2.8)
+  -- the remote command (sleep 2.5, then touch) is gone: killed, or it finished and touched
+  T.wait_until(function() return proc.run({ "pgrep", "-f", flag }).status == 1 end, 10,
+    "the remote command to end")
   T.eq(io.open(flag), nil, "the remote command was killed")
   T.eq(assert(n:run("echo alive")).stdout, "alive\n")
 end)
@@ -202,8 +208,9 @@ T.case("a node whose server died reconnects for the next command", function()
   local n = nodes.new("revive", { ansible_host = "127.0.0.1", ansible_port = extra.port,
     ansible_ssh_private_key_file = lab.key, upgrun_known_hosts = lab.known_hosts })
   assert(n:run("true"))
-  local t = task.spawn(function() return n:run("sleep 5") end)
-  time.sleep(0.3)
+  local t = task.spawn(function() return n:run("sleep 5; : revive-marker") end)
+  T.wait_until(function() return proc.run({ "pgrep", "-f", "revive-marker" }).status == 0 end, 5,
+    "the command to run on the node")
   -- kill only the per-connection sshd: the listener stays
   for _, c in ipairs(H.children(extra.pid)) do proc.kill(c, "KILL") end
   local ok, r, err = t:join(5)

@@ -12,6 +12,7 @@ local proc = require "upgrun.proc"
 local task = require "upgrun.task"
 local time = require "upgrun.time"
 local probe = require "upgrun.probe"
+local probe_run = require "upgrun.probe_run"
 local outages = require "upgrun.outages"
 local Timeline = require "upgrun.timeline"
 
@@ -88,10 +89,10 @@ local function run_schedule(seed)
   local t0 = time.mono() + 0.4
   local srv, port = start_server { "--t0", string.format("%.6f", t0), "--seed", seed,
                                    "--length", LENGTH, "--hold", PROBE_TIMEOUT + 0.5 }
-  local probes = { new_probe("20Hz", 20, port), new_probe("100Hz", 100, port) }
-  for _, p in ipairs(probes) do p:start(nil, tl, "test") end
+  local probes = { probe_run.new(new_probe("20Hz", 20, port), tl), probe_run.new(new_probe("100Hz", 100, port), tl) }
+  for _, p in ipairs(probes) do p:start(nil, "test") end
   local line = srv:read_line(LENGTH + 15)
-  for _, p in ipairs(probes) do p:stop(tl) end
+  for _, p in ipairs(probes) do p:stop() end
   for _, p in ipairs(probes) do p:drain(PROBE_TIMEOUT + 1) end
   local res = srv:wait(10)
   assert(res and res.status == 0, "outage_server failed: " .. tostring(res and res.status))
@@ -103,8 +104,9 @@ local function run_schedule(seed)
   end
   local problems, stats = {}, { truth = #truth, worst = {}, samples = {} }
   for _, p in ipairs(probes) do
-    local reported = outages.find(p.samples)
-    local pr, worst = compare("seed " .. seed .. " " .. p.name, p.interval, reported, truth)
+    -- the outages found online, as a run reports them
+    local reported = p:finish()
+    local pr, worst = compare("seed " .. seed .. " " .. p.name, p.probe.interval, reported, truth)
     for _, x in ipairs(pr) do problems[#problems + 1] = x end
     stats.worst[p.name] = worst
     stats.samples[p.name] = { sent = p.sent, skipped = p.skipped, rate = p.sent / p:active_time(tl:now()) }
@@ -154,7 +156,7 @@ T.case("attribution: an outage during a step names that step", function()
                                   { kind = "refused", start = 2.2, ["end"] = 2.4 } }
   local srv, port = start_server { "--t0", string.format("%.6f", t0), "--schedule", schedule, "--length", 0,
     "--linger", 5 }
-  local s = scenario.new { name = "attribution" }
+  local s = scenario.new { name = "attribution", steady = { settle = 0 } }
   s:probe { name = "api", interval = 0.02, timeout = 0.3,
             http = { url = "http://127.0.0.1:" .. port .. "/" } }
   s:stage("upgrade", function(ctx)

@@ -33,7 +33,7 @@ end)
 T.case("cancel stops a sleeping task and its sleep", function()
   local reached = false
   local t = task.spawn(function() time.sleep(5); reached = true end)
-  time.sleep(0.01)
+  T.wait_until(function() return t:status() == "waiting" end, 1, "the task to sleep")
   local t0 = time.mono()
   t:cancel()
   local ok, err = t:join(1)
@@ -50,11 +50,96 @@ T.case("a cancelled task that catches the cancellation raises at its next wait",
       if not ok then caught = caught + 1; if caught > 3 then return "gave up" end end
     end
   end)
-  time.sleep(0.01)
+  T.wait_until(function() return t:status() == "waiting" end, 1, "the task to sleep")
   t:cancel()
   local ok = t:join(1)
   T.ok(ok, "the task ended")
   T.ok(caught >= 1)
+end)
+
+-- A "probe": a task ticking every 10 ms, counting its ticks.
+local function ticker()
+  local n = { ticks = 0 }
+  n.task = task.spawn("ticker", function() while true do time.sleep(0.01); n.ticks = n.ticks + 1 end end)
+  return n
+end
+
+T.case("cancellation is final: every later wait raises at once, queueing nothing", function()
+  local results = {}
+  local t = task.spawn(function()
+    local ok, e = pcall(time.sleep, 5)
+    results[1] = not ok and e.kind
+    local t0 = time.mono()
+    for i = 2, 5 do
+      ok, e = pcall(time.sleep, 5)
+      results[i] = not ok and e.kind
+    end
+    results.took = time.mono() - t0
+    return "unwound"
+  end)
+  T.wait_until(function() return t:status() == "waiting" end, 1, "the task to sleep")
+  t:cancel()
+  local ok, v = t:join(1)
+  T.eq(ok, true); T.eq(v, "unwound")
+  for i = 1, 5 do T.eq(results[i], "cancelled", "wait " .. i) end
+  T.ok(results.took < 0.05, string.format("later waits took %.3f s", results.took))
+end)
+
+T.case("a cancelled task that loops on pcall(time.sleep) is abandoned; probes go on; memory stays flat", function()
+  local probe = ticker()
+  collectgarbage(); collectgarbage()
+  local kb0 = collectgarbage("count")
+  local t = task.spawn("stubborn", function() while true do pcall(time.sleep, 1) end end)
+  T.wait_until(function() return t:status() == "waiting" end, 1, "the task to sleep")
+  local ticks0, t0 = probe.ticks, time.mono()
+  t:cancel()
+  local ok, err = t:join(2)
+  T.eq(ok, nil); T.eq(err.kind, "cancelled"); T.eq(err.abandoned, true)
+  T.ok(tostring(err.traceback):find("test_task.lua", 1, true), err.traceback)
+  T.ok(time.mono() - t0 < 0.5 * T.slack, string.format("abandoned after %.3f s", time.mono() - t0))
+  T.eq(t:status(), "cancelled")
+  T.wait_until(function() return probe.ticks >= ticks0 + 5 end, 2, "the ticker to go on")
+  probe.task:cancel()
+  collectgarbage(); collectgarbage()
+  T.ok(collectgarbage("count") - kb0 < 2048, string.format("Lua heap grew by %.0f KB", collectgarbage("count") - kb0))
+end)
+
+T.case("a step body `repeat pcall(...) until ok` under with_timeout ends at its timeout", function()
+  local probe = ticker()
+  local t0 = time.mono()
+  local child
+  local r, err = task.with_timeout(0.2, function()
+    child = task.current()
+    local ok
+    repeat ok = pcall(time.sleep, 0.05) until ok and false
+  end)
+  T.eq(r, nil); T.eq(err.kind, "timeout")
+  T.near(time.mono() - t0, 0.2, 0.15)
+  local ok, cerr = child:join(1)
+  T.eq(ok, nil); T.eq(cerr.kind, "cancelled"); T.eq(cerr.abandoned, true)
+  local ticks0 = probe.ticks
+  T.wait_until(function() return probe.ticks >= ticks0 + 3 end, 2, "the ticker to go on")
+  probe.task:cancel()
+end)
+
+T.case("a cancelled task that keeps computing without waiting is abandoned at the spin limit", function()
+  -- the limit is UPGRUN_SPIN_LIMIT, 60 s by default: checked in a child upgrun with 0.3 s
+  local proc = require "upgrun.proc"
+  local code = [[
+    local task, time = require "upgrun.task", require "upgrun.time"
+    local t = task.spawn(function()
+      pcall(time.sleep, 5)
+      local x = 0
+      while true do pcall(function() for _ = 1, 1e6 do x = x + 1 end end) end
+    end)
+    time.sleep(0.05); t:cancel()
+    local ok, err = t:join(5)
+    print(ok, err.kind, err.abandoned)
+  ]]
+  local r = assert(proc.run({ os.getenv("UPGRUN_BIN") or "upgrun", "-e", code },
+    { env_add = { UPGRUN_SPIN_LIMIT = "0.3" }, timeout = 10 * T.slack }))
+  T.eq(r.stdout, "nil\tcancelled\ttrue\n", r.stderr)
+  T.ok(r.stderr:find("abandoned", 1, true), r.stderr)
 end)
 
 T.case("with_timeout returns results or a timeout error", function()
@@ -64,6 +149,18 @@ T.case("with_timeout returns results or a timeout error", function()
   T.err("timeout", task.with_timeout(0.05, function() time.sleep(3) end))
   T.near(time.mono() - t0, 0.05, 0.04)
   T.raises("inner failure", task.with_timeout, 1, function() error("inner failure") end)
+end)
+
+T.case("infinite and NaN durations: sleep(math.huge) waits until cancelled, NaN is refused", function()
+  local t = task.spawn(function() time.sleep(math.huge) end)
+  T.wait_until(function() return t:status() == "waiting" end, 1, "the task to sleep")
+  t:cancel()
+  T.err("cancelled", t:join(1))
+  T.eq(task.with_timeout(math.huge, function() return 7 end), 7)
+  local waiter = task.spawn(function() time.sleep(0.01); return "late" end)
+  local ok, v = waiter:join(math.huge)
+  T.eq(ok, true); T.eq(v, "late")
+  T.raises("must be >= 0", time.sleep, 0 / 0)
 end)
 
 T.case("waiting inside the script's own coroutine is refused clearly", function()

@@ -52,9 +52,9 @@ T.case("plain scalars are typed as YAML 1.1 (Ansible) types them; quoted ones ar
   local v = assert(yaml.decode([[
 t: [true, True, TRUE, yes, Yes, on, ON]
 f: [false, no, NO, off, Off]
-ints: [0, 42, -7, +3, 0x1F, 0b101, 0755, 1_000]
+ints: [0, 42, -7, +3, 0x1F, 0b101, 0755, 1_000, 1:30, 190:20:30]
 floats: [1.5, -0.25, 1.0e+3, .5, 2.]
-strs: ["yes", 'no', "42", '1.5', "null", 1e3, 0o17, 1.2.3, 10.0.0.1, 1:30, y, n]
+strs: ["yes", 'no', "42", '1.5', "null", 1e3, 0o17, 1.2.3, 10.0.0.1, "1:30", y, n, 1.0e3, 01:30]
 nulls: [~, null, NULL, ]
 version: 1.10
 block: |
@@ -71,7 +71,7 @@ vault: !vault |
   for _, b in ipairs(v.t) do T.eq(b, true) end
   T.eq(#v.t, 7)
   for _, b in ipairs(v.f) do T.eq(b, false) end
-  local ints = { 0, 42, -7, 3, 31, 5, 493, 1000 }
+  local ints = { 0, 42, -7, 3, 31, 5, 493, 1000, 90, 685230 } -- sexagesimal as PyYAML
   for i, n in ipairs(ints) do
     T.eq(v.ints[i], n, "ints[" .. i .. "]"); T.eq(math.type(v.ints[i]), "integer")
   end
@@ -79,7 +79,8 @@ vault: !vault |
   for i, n in ipairs(floats) do
     T.eq(v.floats[i], n, "floats[" .. i .. "]"); T.eq(math.type(v.floats[i]), "float")
   end
-  local strs = { "yes", "no", "42", "1.5", "null", "1e3", "0o17", "1.2.3", "10.0.0.1", "1:30", "y", "n" }
+  local strs = { "yes", "no", "42", "1.5", "null", "1e3", "0o17", "1.2.3", "10.0.0.1", "1:30", "y", "n", "1.0e3",
+    "01:30" }
   for i, s in ipairs(strs) do T.eq(v.strs[i], s, "strs[" .. i .. "]") end
   T.eq(#v.nulls, 3) -- [~, null, NULL, ] has three items
   for i = 1, 3 do T.eq(v.nulls[i], NULL) end
@@ -187,6 +188,29 @@ T.case("decode_file reads a file, names it in errors; a missing file is an io er
   err = T.err("io", yaml.decode_file(path))
   T.ok(err.message:find(path, 1, true), err.message)
   T.err("io", yaml.decode_file("/"))
+end)
+
+T.case("positions: each mapping's keys in document order with line and column", function()
+  local text = "b: 1\na:\n  z: &m {q: 1}\n  y: 2\n  <<: *m\nc: [1, {k: v}]\nb: 3\n"
+  local doc, pos = yaml.decode(text, "p.yml", { positions = true })
+  T.eq(doc.b, 3)
+  local top = pos[doc]
+  T.eq(table.concat(top.keys, ","), "b,a,c") -- a repeated key keeps its first place
+  T.eq(top.lines.b, 7); T.eq(top.lines.a, 2); T.eq(top.cols.c, 1)
+  T.eq(table.concat(pos[doc.a].keys, ","), "z,y,q")
+  T.eq(pos[doc.a].lines.y, 4); T.eq(pos[doc.a].cols.y, 3)
+  T.eq(pos[doc.c[2]].lines.k, 6)
+  T.eq(pos[doc.a].line, 3)
+  local all, apos = yaml.decode_all("x: 1\n---\ny: 2\n", "d", { positions = true })
+  T.eq(apos[all[2]].lines.y, 3)
+  T.eq(select("#", yaml.decode("x: 1")), 1) -- without the option: one result
+end)
+
+T.case("integers beyond 2^53 stay exact strings", function()
+  local v = assert(yaml.decode("a: 12345678901234567890123456789012\nb: 9007199254740993\n"
+    .. "c: 9007199254740992\nd: -9007199254740993\n"))
+  T.eq(v.a, "12345678901234567890123456789012"); T.eq(v.b, "9007199254740993")
+  T.eq(math.type(v.c), "integer"); T.eq(v.c, 9007199254740992); T.eq(v.d, "-9007199254740993")
 end)
 
 T.case("misuse raises", function()

@@ -1,13 +1,20 @@
 -- testlib — the small assertion library of upgrun's Lua tests. A test file:
 --   local T = require "testlib"
 --   T.case("sleep yields", function() ... T.eq(a, b) ... end)
---   return T.done()      -- prints "N passed, N failed", returns the exit code
+--   return T.done()      -- prints "N passed, N failed, N skipped", returns the exit code
 -- Each case runs in the main task under pcall, so waiting primitives work.
-local T = { passed = 0, failed = 0 }
+-- T.skip(reason) ends a case as skipped: it is reported, never counted as passed.
+-- T.wait_until(fn, timeout, what) waits for a condition instead of sleeping.
+local T = { passed = 0, failed = 0, skipped = 0 }
+local SKIP = setmetatable({}, { __tostring = function() return "skipped" end })
 
 -- Timing tolerances are multiplied by UPGRUN_TEST_SLACK (default 1): the valgrind run sets it,
 -- where every instruction costs ~20x and only memory errors are under test.
 T.slack = tonumber(os.getenv("UPGRUN_TEST_SLACK") or "") or 1
+
+-- True under valgrind (tests/run sets UPGRUN_VALGRIND=1): cases moving tens of MB skip
+-- themselves there (T.skip, reported), since memory errors, not throughput, are under test.
+T.valgrind = os.getenv("UPGRUN_VALGRIND") == "1"
 
 local function fmt(v)
   if type(v) == "string" then return string.format("%q", v) end
@@ -54,10 +61,37 @@ function T.raises(pattern, fn, ...)
   return e
 end
 
+-- Ends the current case as skipped (printed with the reason, counted apart).
+function T.skip(reason)
+  T.skip_reason = reason
+  error(SKIP, 0)
+end
+
+-- Polls fn() every 10 ms (sleeping, so other tasks run) until it returns a true value, which
+-- is returned; fails after `timeout` seconds (default 5, times T.slack) naming `what`.
+function T.wait_until(fn, timeout, what)
+  local time = require "upgrun.time"
+  local deadline = time.mono() + (timeout or 5) * T.slack
+  while true do
+    local v = fn()
+    if v then return v end
+    if time.mono() > deadline then
+      T.fail(string.format("timed out after %g s waiting for %s", (timeout or 5) * T.slack, what or "a condition"), 2)
+    end
+    time.sleep(0.01)
+  end
+end
+
 function T.case(name, fn)
   local t0 = os.clock()
-  local ok, e = xpcall(fn, debug.traceback)
-  if ok then
+  local ok, e = xpcall(fn, function(err)
+    if err == SKIP then return SKIP end
+    return debug.traceback(err, 2)
+  end)
+  if not ok and e == SKIP then
+    T.skipped = T.skipped + 1
+    io.write(string.format("skip %s (%s)\n", name, tostring(T.skip_reason)))
+  elseif ok then
     T.passed = T.passed + 1
     io.write(string.format("ok   %s (%.0f ms cpu)\n", name, (os.clock() - t0) * 1000))
   else
@@ -68,7 +102,7 @@ function T.case(name, fn)
 end
 
 function T.done()
-  io.write(string.format("%d passed, %d failed\n", T.passed, T.failed))
+  io.write(string.format("%d passed, %d failed, %d skipped\n", T.passed, T.failed, T.skipped))
   return (T.failed == 0 and T.passed > 0) and 0 or 1
 end
 

@@ -22,7 +22,9 @@ M.EXPIRY_MARGIN = 30
 
 -- cfg: a resolved config (upgrun.openstack.config). opts: timeout (per
 -- request, default 30 s), auth_timeout, on_request (a function or a list of
--- functions called with each call record), user_agent.
+-- functions called with each call record), user_agent, clock (a function
+-- returning the wall time in UTC epoch seconds, default upgrun.time.now: what
+-- token expiry is judged by; tests age a token with it).
 function M.new(cfg, opts)
   opts = opts or {}
   local s = setmetatable({
@@ -32,6 +34,7 @@ function M.new(cfg, opts)
     hooks = {},
     endpoint_overrides = {},
     user_agent = opts.user_agent or "upgrun-openstack/0.1",
+    clock = opts.clock or time.now,
     auth_count = 0,
     secrets = {},
   }, Session)
@@ -66,10 +69,14 @@ function Session:record(rec)
 end
 
 local function http_opts(self, method, url, headers, body, timeout)
+  local px = self.cfg.proxy
   return {
     method = method, url = url, headers = headers, body = body,
     timeout = timeout or self.timeout,
     verify = self.cfg.verify ~= false, cacert = self.cfg.cacert,
+    cert = self.cfg.cert, key = self.cfg.key, -- mutual TLS (clouds.yaml cert/key, OS_CERT/OS_KEY)
+    proxy = px and (url:match("^https:") and px.https or px.http) or nil, -- https_proxy/http_proxy
+    noproxy = px and px.no_proxy or nil,
   }
 end
 
@@ -119,23 +126,23 @@ function Session:_do_auth()
   end
   local st, perr = keystone.parse_token(resp, time.mono())
   if not st then return nil, E.protocol(resp, "POST", url, perr, { secrets = self.secrets, path = path_of(url) }) end
-  st.lifetime = st.expires_at and (st.expires_at - time.now()) or nil
+  st.lifetime = st.expires_at and (st.expires_at - self.clock()) or nil
   -- the token is a secret too from now on
   self.secrets[#self.secrets + 1] = st.token
   self.auth_count = self.auth_count + 1
   return st
 end
 
-local function expiring(st)
+local function expiring(self, st)
   if not st.expires_at then return false end
   local margin = math.min(M.EXPIRY_MARGIN, (st.lifetime or 0) / 2)
-  return st.expires_at - time.now() < margin
+  return st.expires_at - self.clock() < margin
 end
 
 -- The auth state, authenticating when there is none, it is about to expire,
 -- or `force`. Concurrent callers share one authentication (single flight).
 function Session:authenticate(force, stale)
-  if not force and self.state and not expiring(self.state) then return self.state end
+  if not force and self.state and not expiring(self, self.state) then return self.state end
   if stale and self.state and self.state ~= stale then return self.state end -- renewed meanwhile
   -- one caller authenticates, the others wait (upgrun.single_flight)
   self.auth_flight = self.auth_flight or require("upgrun.single_flight").new("openstack-auth")

@@ -75,8 +75,6 @@ local function svg_timeline(doc, run)
     y = y + 22
   end
   -- probes: latency of ok samples (log scale), failures as marks, outages shaded
-  local probes_by_name = {}
-  for _, p in ipairs(run and run.s.probes or {}) do probes_by_name[p.name] = p end
   for _, pr in ipairs(doc.probes) do
     local ph = 90
     y = y + 6
@@ -91,43 +89,40 @@ local function svg_timeline(doc, run)
         X(o.start), y, math.max(1.5, X(o["end"]) - X(o.start)), ph, o.duration, o.uncertainty, o.start, o["end"],
         h(table.concat(o.steps or {}, ", "))))
     end
-    local p = probes_by_name[pr.name]
-    if p then
-      local lo, hi = math.huge, 0
-      for _, s in ipairs(p.samples) do
-        if s.result == "ok" and s.latency then
-          if s.latency < lo then lo = s.latency end
-          if s.latency > hi then hi = s.latency end
+    -- The series: fixed-size per-bucket aggregates (upgrun.series), one
+    -- column per bucket: min..max as a light bar, p50 and p95 as lines.
+    local cols = run and run.series and run.series[pr.name] or {}
+    local lo, hi = math.huge, 0
+    for _, c in ipairs(cols) do
+      if c.min then
+        if c.min < lo then lo = c.min end
+        if c.max > hi then hi = c.max end
+      end
+    end
+    if hi > 0 then
+      lo = math.max(lo, 1e-5); hi = math.max(hi, lo * 10)
+      local function Y(v) return y + ph - 4 - (ph - 8) * (math.log(math.max(v,
+        lo)) - math.log(lo)) / (math.log(hi) - math.log(lo)) end
+      local p50, p95 = {}, {}
+      for _, c in ipairs(cols) do
+        local cx = X((c.t0 + c.t1) / 2)
+        if c.min then
+          add(string.format('<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#9bb8e0" stroke-width="1"/>',
+            cx, cx, Y(c.min), Y(c.max)))
+          p50[#p50 + 1] = string.format("%.1f,%.1f", cx, Y(c.p50))
+          p95[#p95 + 1] = string.format("%.1f,%.1f", cx, Y(c.p95))
+        end
+        if c.bad > 0 then
+          add(string.format('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#b00" stroke-width="1"/>',
+            cx, cx, y + ph - 6, y + ph))
         end
       end
-      if hi > 0 then
-        lo = math.max(lo, 1e-5); hi = math.max(hi, lo * 10)
-        local function Y(v) return y + ph - 4 - (ph - 8) * (math.log(math.max(v,
-          lo)) - math.log(lo)) / (math.log(hi) - math.log(lo)) end
-        -- one point per pixel column (the max latency), so big runs stay small
-        local cols = {}
-        for _, s in ipairs(p.samples) do
-          local cx = math.floor(X(s.t))
-          local c = cols[cx]
-          if not c then c = {}; cols[cx] = c end
-          if s.result == "ok" then c.ok = math.max(c.ok or 0, s.latency)
-          elseif s.result == "fail" or s.result == "unknown" then c.bad = true end
-        end
-        local xs = {}
-        for cx in pairs(cols) do xs[#xs + 1] = cx end
-        table.sort(xs)
-        local pts = {}
-        for _, cx in ipairs(xs) do
-          local c = cols[cx]
-          if c.ok then pts[#pts + 1] = string.format("%d,%.1f", cx, Y(c.ok)) end
-          if c.bad then add(string.format('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#b00" stroke-width="1"/>',
-            cx, cx, y + ph - 6, y + ph)) end
-        end
-        if #pts > 0 then add('<polyline fill="none" stroke="#2060c0" stroke-width="1" points="' .. table.concat(pts,
-          " ") .. '"/>') end
-        add(string.format('<text x="%d" y="%d" class="sub">%s ms</text>', left - 50, y + 10, ms(hi)))
-        add(string.format('<text x="%d" y="%d" class="sub">%s ms</text>', left - 50, y + ph, ms(lo)))
-      end
+      if #p95 > 0 then add('<polyline fill="none" stroke="#e08020" stroke-width="1" points="' .. table.concat(p95,
+        " ") .. '"><title>p95</title></polyline>') end
+      if #p50 > 0 then add('<polyline fill="none" stroke="#2060c0" stroke-width="1" points="' .. table.concat(p50,
+        " ") .. '"><title>p50</title></polyline>') end
+      add(string.format('<text x="%d" y="%d" class="sub">%s ms</text>', left - 50, y + 10, ms(hi)))
+      add(string.format('<text x="%d" y="%d" class="sub">%s ms</text>', left - 50, y + ph, ms(lo)))
     end
     y = y + ph + 4
   end

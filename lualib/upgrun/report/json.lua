@@ -77,16 +77,11 @@ end
 
 function M.decode(s) return require("cjson").decode(s) end
 
--- Writes v to path atomically (path.tmp then rename). Returns true or nil, err.
+-- Writes v to path atomically (upgrun.fs.write_file: a temporary file,
+-- every write checked, fsync, then rename). Returns true or nil, err; on
+-- error the previous content of path is intact.
 function M.write_file(path, v, indent)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "w")
-  if not f then return nil, err end
-  f:write(M.encode(v, indent), "\n")
-  f:close()
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then return nil, rerr end
-  return true
+  return require("upgrun.fs").write_file(path, M.encode(v, indent) .. "\n")
 end
 
 return M

@@ -1,5 +1,6 @@
 -- upgrun.report.junit — junit.xml from a report document: one testsuite each
--- for steps, checks, hooks and budgets; one testcase per step, check, hook
+-- for steps, checks, hooks and budgets (and one for the steady-state checks
+-- and unwritten outputs, when there are any); one testcase per step, check, hook
 -- run and budget item. failed -> <failure>, interrupted -> <error>,
 -- skipped -> <skipped>. Readable by Jenkins and GitLab.
 local M = {}
@@ -91,6 +92,22 @@ function M.render(doc)
     cases[#cases + 1] = c
   end
   suites[#suites + 1] = { sc .. ".budgets", cases }
+  -- the steady-state checks (when on), and outputs that could not be written
+  cases = {}
+  for _, phase in ipairs { "start", "end" } do
+    local st = doc.steady_state and doc.steady_state[phase]
+    if st and st.result ~= "off" then
+      local c = { classname = sc .. ".steady_state", name = "steady at the " .. phase, time = st.duration }
+      if st.result == "not steady" then c.status, c.message = "failure", doc.steady_state.failure or "not steady"
+      elseif st.result == "aborted" then c.status, c.message = "error", "aborted" end
+      cases[#cases + 1] = c
+    end
+  end
+  for _, e in ipairs(doc.output_errors or {}) do
+    cases[#cases + 1] = { classname = sc .. ".outputs", name = e:match("^[^:]+") or e, status = "failure",
+                          message = e }
+  end
+  if #cases > 0 then suites[#suites + 1] = { sc .. ".run", cases } end
 
   local parts, T, F, E, S, TT = {}, 0, 0, 0, 0, 0
   for _, s in ipairs(suites) do

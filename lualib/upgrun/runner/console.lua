@@ -75,6 +75,12 @@ function M.listener(opts)
     end
   end
   function handlers.log(e) write("    " .. tostring(e.message)) end
+  -- the steady-state check before the first stage and after the last
+  function handlers.steady_start(e) write(e.message) end
+  handlers.steady_wait = handlers.steady_start
+  function handlers.steady_end(e)
+    write(e.result == "not steady" and paint("red", e.message) or e.message)
+  end
   function handlers.scenario_error(e) write(paint("red", "SCENARIO ERROR") .. " " .. e.message) end
   function handlers.node(e)
     if opts.verbose and e.command then

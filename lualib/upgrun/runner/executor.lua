@@ -7,6 +7,7 @@
 local task = require "upgrun.task"
 local errors = require "upgrun.errors"
 local resume = require "upgrun.runner.resume"
+local steady = require "upgrun.steady"
 
 local M = {}
 local Exec = {}
@@ -257,7 +258,7 @@ function Exec:run_stage(ctx, stage)
   run.cur_stage = stage.name
   sr.start, sr.wall_start = run.tl:now(), run.tl:wall()
   run.tl:event("stage_start", { stage = stage.name, t = sr.start, wall = sr.wall_start })
-  run:start_stage_probes(ctx, stage.name)
+  run.probing:enter_stage(ctx, stage.name, function() return run:current_step() end)
   local ok, e = xpcall(stage.fn, error_handler, ctx)
   sr["end"], sr.wall_end = run.tl:now(), run.tl:wall()
   sr.duration = sr["end"] - sr.start
@@ -277,7 +278,7 @@ function Exec:run_stage(ctx, stage)
   end
   if task.aborted() then run.aborted = true end
   run.tl:event("stage_end", { stage = stage.name, result = sr.result, duration = sr.duration, error = sr.error })
-  if run.samples_file then run.samples_file:flush() end
+  if run.sample_log then run.sample_log:flush() end
 end
 
 -- Cleans up live ledger records whose kind has a cleanup function.
@@ -328,19 +329,27 @@ function M.run_setups(run, ctx)
   return true
 end
 
--- Runs every stage, stops the probes, cleans up; leaves the run ready for
--- the analysis (run.run_end set, interrupted steps marked).
+-- Runs every stage between the two steady-state checks, stops the probes,
+-- cleans up; leaves the run ready for the analysis (run.run_end set,
+-- interrupted steps marked). A cloud that is not steady at the start runs
+-- no stage.
 function Exec:execute(ctx)
   local run = self.run
+  local is_steady = steady.check(run, ctx, "start")
   for _, stage in ipairs(run.s.stages) do
-    self:run_stage(ctx, stage)
+    if is_steady then
+      self:run_stage(ctx, stage)
+    else
+      run.stage_results[#run.stage_results + 1] = { name = stage.name, result = "skipped",
+                                                    reason = "the cloud is not steady" }
+    end
     if task.aborted() then run.aborted = true end
   end
-  run:stop_all_probes()
+  if is_steady and not run.aborted then steady.check(run, ctx, "end") end
+  run.probing:stop_all()
   self:cleanup(ctx) -- on abort: only marks the resources kept (nothing can wait)
   if not run.aborted then
-    -- samples still in flight finish within their timeout
-    for _, p in ipairs(run.s.probes) do pcall(p.drain, p) end
+    run.probing:drain() -- samples still in flight finish within their timeout
   end
   if task.aborted() then run.aborted = true end
   if run.aborted then

@@ -20,6 +20,10 @@ local outdir = require "upgrun.runner.outdir"
 local validate = require "upgrun.runner.validate"
 local jsonlog = require "upgrun.runner.jsonlog"
 local resume = require "upgrun.runner.resume"
+local probing = require "upgrun.probing"
+local sample_log = require "upgrun.sample_log"
+local report = require "upgrun.report"
+local task = require "upgrun.task"
 
 local EXIT = scenario.EXIT
 local M = {}
@@ -36,12 +40,16 @@ local function check_inputs(s, opts)
     if not ok then return nil, errors.message(e) end
   end
   if #s.stages == 0 then return nil, "scenario " .. s.name .. " (" .. s.declared_at .. ") declares no stages" end
-  for _, f in ipairs({ opts.inventory, opts.ledger }) do
-    local h = io.open(f or "", "r")
-    if f and not h then
-      return nil, string.format("%s %s: no such file or not readable", f == opts.inventory and "-i" or "--ledger", f)
-    end
-    if h then h:close() end
+  local files = {}
+  local inventories = type(opts.inventory) == "table" and opts.inventory or { opts.inventory }
+  for _, f in ipairs(inventories) do
+    if not f:find(",", 1, true) then files[#files + 1] = { "-i", f } end -- "h1,h2" is a host list
+  end
+  if opts.ledger then files[#files + 1] = { "--ledger", opts.ledger } end
+  for _, o in ipairs(files) do
+    local h = io.open(o[2], "r")
+    if not h then return nil, string.format("%s %s: no such file or not readable", o[1], o[2]) end
+    h:close()
   end
   return true
 end
@@ -131,15 +139,15 @@ local function run_for_real(s, run)
   if not ok then unsub(); return fail_early(s.name .. ": " .. err) end
   vok, verr = validate.scenario(s) -- again: setup functions may change probes
   if not vok then unsub(); return fail_early(verr) end
-  run.samples_file = io.open(run.out .. "/samples.jsonl", "w")
-  local report = require "upgrun.report"
-  for _, p in ipairs(s.probes) do
-    p.on_sample = function(smp) report.write_sample(run, smp) end
-  end
+  local serr
+  run.sample_log, serr = sample_log.open(run.out .. "/samples.jsonl", function(m) return run:redact(m) end)
+  if not run.sample_log then unsub(); return fail_early(serr) end
+  run.probing = probing.new(s.probes, run.tl, { log = run.sample_log,
+    on_event = function(kind, fields) run.tl:event(kind, fields) end })
   local close_events
   if opts.events then
     local listener, close_or_err = jsonlog.open(opts.events, function(x) return run:redact(x) end)
-    if not listener then unsub(); return fail_early(close_or_err) end
+    if not listener then unsub(); run.sample_log:close(); return fail_early(close_or_err) end
     for _, e in ipairs(run.tl.events) do listener(e) end -- what happened before (ledger imports)
     run.tl:listen(listener)
     close_events = close_or_err
@@ -157,18 +165,33 @@ local function run_for_real(s, run)
   run.exec:execute(ctx)
   unsub()
   if close_events then close_events() end
+  run.probing:finish() -- samples still in flight are cut at the run's end
   local missing = run.resume_gate and run.resume_gate:missing()
   if missing then
-    if run.samples_file then run.samples_file:close() end
+    run.sample_log:close()
     return fail_early(missing)
   end
   run.resumed = resume.report_field(run)
-  report.analyse(run)
+  -- A signal while Lua computes is raised once, where the code runs: the
+  -- analysis is then done again for the aborted run (nothing waits in it).
+  local aok, aerr = pcall(report.analyse, run)
+  if not aok then
+    if not errors.is(aerr, "cancelled") then error(aerr, 0) end
+    run.aborted = true
+    report.analyse(run)
+  end
+  if task.aborted() then run.aborted = true end
   run.verdict, run.exit_code = run:verdict()
   local wok, werr = pcall(report.write_all, run)
-  if not wok then
-    io.stderr:write("upgrun: writing the reports failed: ", tostring(werr), "\n")
-    if run.exit_code == 0 then run.exit_code = EXIT.usage end
+  if not wok then werr = { errors.message(werr) } end
+  for _, e in ipairs(werr) do io.stderr:write("upgrun: output not written: ", e, "\n") end
+  if #werr > 0 and run.exit_code == EXIT.passed then run.exit_code = EXIT.failed end
+  if task.aborted() and not run.aborted then
+    -- A signal came while the reports were written: the process exits 3, so
+    -- the report must say aborted too.
+    run.aborted = true
+    run.verdict, run.exit_code = run:verdict()
+    pcall(report.write_all, run)
   end
   if opts.quiet then run.opts.quiet = false end
   report.console(run)

@@ -9,7 +9,8 @@ local M = {}
 
 M.USAGE = [[
 usage: upgrun [options] SCENARIO.lua [options] [--]
-  -i, --inventory FILE   the nodes (YAML inventory); checked before anything runs
+  -i, --inventory FILE   the nodes: an Ansible inventory (YAML, INI, JSON, a directory;
+                         repeatable); checked before anything runs
       --cloud NAME       the cloud in clouds.yaml (OS_CLIENT_CONFIG_FILE)
   -o, --output DIR       output directory; must be new or empty (default
                          out/<scenario>-<UTC time with ms>-<pid>)
@@ -81,6 +82,12 @@ function M.help(s)
   return table.concat(lines, "\n")
 end
 
+-- The -i sources as one string (-i may be given several times).
+function M.inventory_names(opts)
+  local inv = opts.inventory
+  return type(inv) == "table" and table.concat(inv, " ") or inv
+end
+
 -- Parses the command line of scenario s. Returns opts or raises a usage error.
 function M.parse(s, args)
   local opts = { sets = {}, hooks = {}, color = "auto" }
@@ -100,7 +107,14 @@ function M.parse(s, args)
     if flag then a = flag end
     if a == "--" then
       if args[i + 1] ~= nil then usage_error("unexpected argument " .. args[i + 1] .. " after --") end
-    elseif a == "-i" or a == "--inventory" then opts.inventory = value(a, inline)
+    elseif a == "-i" or a == "--inventory" then -- repeatable: several sources, as ansible -i a -i b
+      local v = value(a, inline)
+      if v == "" then usage_error("-i needs a file") end
+      if opts.inventory == nil then opts.inventory = v
+      else
+        if type(opts.inventory) ~= "table" then opts.inventory = { opts.inventory } end
+        opts.inventory[#opts.inventory + 1] = v
+      end
     elseif a == "--cloud" then opts.cloud = value(a, inline)
     elseif a == "-o" or a == "--output" then opts.output = value(a, inline)
     elseif a == "--set" then opts.sets[#opts.sets + 1] = value(a, inline)
@@ -126,7 +140,6 @@ function M.parse(s, args)
     if a == "--" then break end
     i = i + 1
   end
-  if opts.inventory and opts.inventory == "" then usage_error("-i needs a file") end
   -- Parameters: defaults, then --set in order.
   local params = {}
   for _, k in ipairs(s.param_order) do params[k] = s.params[k].default end

@@ -12,6 +12,7 @@
 local task = require "upgrun.task"
 local time = require "upgrun.time"
 local executor = require "upgrun.runner.executor"
+local params = require "upgrun.runner.params"
 local scenario = require "upgrun.scenario"
 
 local M = {}
@@ -217,7 +218,7 @@ function Plan:execute(ctx)
   if run.inventory and run.inventory.symbolic then
     self:say("inventory: none (-i not given): nodes are shown as <group>")
   elseif run.opts.inventory then
-    self:say("inventory: " .. run.opts.inventory)
+    self:say("inventory: " .. params.inventory_names(run.opts))
   end
   self:say("stages:")
   without_side_effects(function()

@@ -7,6 +7,7 @@ local task = require "upgrun.task"
 local Timeline = require "upgrun.timeline"
 local redact = require "upgrun.redact"
 local errors = require "upgrun.errors"
+local params = require "upgrun.runner.params"
 local scenario = require "upgrun.scenario"
 
 local M = {}
@@ -59,7 +60,9 @@ function Run:load_inventory()
   if not ok then return nil, "ctx.inventory: the nodes library is not available: " .. tostring(nodes) end
   local lok, inv, err = pcall(nodes.load, self.opts.inventory)
   if not lok then err, inv = inv, nil end
-  if not inv then return nil, "cannot load inventory " .. self.opts.inventory .. ": " .. errors.message(err) end
+  if not inv then
+    return nil, "cannot load inventory " .. params.inventory_names(self.opts) .. ": " .. errors.message(err)
+  end
   self.inventory = inv
   return inv
 end
@@ -117,28 +120,6 @@ function Run:record_check(name, result, detail)
   self.tl:event("check", { name = name, ok = rec.ok, result = result, detail = rec.detail, step = rec.step,
                            depth = #stack, t = rec.t, wall = rec.wall })
   return rec
-end
-
--- Starts the probes of a stage and stops those that do not run in it.
-function Run:start_stage_probes(ctx, stage)
-  for _, p in ipairs(self.s.probes) do
-    if p:runs_in(stage) then
-      p:start(ctx, self.tl, stage, function() return self:current_step() end)
-      self.tl:event("probe_start", { probe = p.name, stage = stage })
-    elseif p.loop then
-      p:stop(self.tl)
-      self.tl:event("probe_stop", { probe = p.name, stage = stage })
-    end
-  end
-end
-
-function Run:stop_all_probes()
-  for _, p in ipairs(self.s.probes) do
-    if p.loop then
-      p:stop(self.tl)
-      self.tl:event("probe_stop", { probe = p.name })
-    end
-  end
 end
 
 -- The verdict and the exit code once everything is analysed.

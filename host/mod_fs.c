@@ -1,0 +1,265 @@
+/*
+ * mod_fs.c — upgrun.fs: output files whose every write is checked.
+ *
+ *   fs.write_file(path, data) -> true | nil, err
+ *       writes data to a temporary file beside path, fsyncs and closes it,
+ *       and only then renames it over path (and fsyncs the directory): path
+ *       holds either its previous content or the complete new one.
+ *   fs.open(path) -> file | nil, err      (created or truncated)
+ *   file:write(s) -> true | nil, err      buffered (flushed past 64 KiB)
+ *   file:flush()  -> true | nil, err      write(2) of the buffer
+ *   file:sync()   -> true | nil, err      flush + fsync(2)
+ *   file:close()  -> true | nil, err      sync + close(2); the file is closed
+ *                                          even when an error is returned
+ * err is a string naming the file and the failed call ("write out/x: No space
+ * left on device"). The first error sticks: later calls return it again.
+ * These are blocking calls on local files (small and rare: a report, a
+ * buffered append once a second).
+ */
+#include "upgrun.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FILE_MT "upgrun.fs.file"
+#define FLUSH_AT ((size_t)64 * 1024)
+
+typedef struct {
+  int fd;
+  char *buf;
+  size_t len, cap;
+  char *path;
+  char *err; /* the first error, sticky */
+} fs_file;
+
+/* Pushes nil, "<what> <path>: <strerror(errnum)>". */
+static int push_errno(lua_State *L, const char *what, const char *path,
+                      int errnum) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s %s: %s", what, path, strerror(errnum));
+  return 2;
+}
+
+/* Writes all of data to fd; returns 0 or an errno value. */
+static int write_all(int fd, const char *data, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) return EIO;
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* fsync of the directory holding path, so a rename survives a crash. */
+static int sync_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  if (!slash) {
+    snprintf(dir, sizeof dir, ".");
+  } else if (slash == path) {
+    snprintf(dir, sizeof dir, "/");
+  } else {
+    int n = (int)(slash - path);
+    if (n >= (int)sizeof dir) return 0;
+    snprintf(dir, sizeof dir, "%.*s", n, path);
+  }
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int rc = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return rc == EINVAL ? 0 : rc; /* some file systems cannot sync a dir */
+}
+
+static int l_write_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  lua_pushfstring(L, "%s.tmp.%d", path, (int)getpid());
+  const char *tmp = lua_tostring(L, -1);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return push_errno(L, "open", tmp, errno);
+  int rc = write_all(fd, data, len);
+  const char *what = "write";
+  if (rc == 0 && fsync(fd) != 0) {
+    rc = errno;
+    what = "fsync";
+  }
+  if (close(fd) != 0 && rc == 0) {
+    rc = errno;
+    what = "close";
+  }
+  if (rc == 0 && rename(tmp, path) != 0) {
+    rc = errno;
+    what = "rename";
+  }
+  if (rc != 0) {
+    unlink(tmp);
+    return push_errno(L, what, tmp, rc);
+  }
+  rc = sync_dir(path);
+  if (rc != 0) return push_errno(L, "fsync directory of", path, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static fs_file *check_file(lua_State *L) {
+  return luaL_checkudata(L, 1, FILE_MT);
+}
+
+/* Records the first error of f; returns nil, err (the sticky one). */
+static int file_fail(lua_State *L, fs_file *f, const char *what, int errnum) {
+  if (!f->err) {
+    size_t n = strlen(what) + strlen(f->path) + strlen(strerror(errnum)) + 4;
+    f->err = malloc(n);
+    if (f->err)
+      snprintf(f->err, n, "%s %s: %s", what, f->path, strerror(errnum));
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, f->err ? f->err : "out of memory");
+  return 2;
+}
+
+static int file_sticky(lua_State *L, fs_file *f) {
+  lua_pushnil(L);
+  lua_pushstring(L, f->err);
+  return 2;
+}
+
+/* Writes the buffer out; 0 or an errno value. */
+static int file_drain(fs_file *f) {
+  if (f->fd < 0) return EBADF;
+  int rc = write_all(f->fd, f->buf, f->len);
+  f->len = 0; /* what could not be written is dropped with the error */
+  return rc;
+}
+
+static int l_file_write(lua_State *L) {
+  fs_file *f = check_file(L);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  if (f->err) return file_sticky(L, f);
+  if (f->fd < 0) return file_fail(L, f, "write (closed)", EBADF);
+  if (f->len + len > f->cap) {
+    size_t cap = f->cap ? f->cap : 4096;
+    while (cap < f->len + len)
+      cap *= 2;
+    char *nb = realloc(f->buf, cap);
+    if (!nb) return luaL_error(L, "out of memory");
+    f->buf = nb;
+    f->cap = cap;
+  }
+  memcpy(f->buf + f->len, s, len);
+  f->len += len;
+  if (f->len >= FLUSH_AT) {
+    int rc = file_drain(f);
+    if (rc != 0) return file_fail(L, f, "write", rc);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_file_flush(lua_State *L) {
+  fs_file *f = check_file(L);
+  if (f->err) return file_sticky(L, f);
+  int rc = file_drain(f);
+  if (rc != 0) return file_fail(L, f, "write", rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_file_sync(lua_State *L) {
+  fs_file *f = check_file(L);
+  if (f->err) return file_sticky(L, f);
+  int rc = file_drain(f);
+  if (rc != 0) return file_fail(L, f, "write", rc);
+  if (fsync(f->fd) != 0) return file_fail(L, f, "fsync", errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_file_close(lua_State *L) {
+  fs_file *f = check_file(L);
+  if (f->fd < 0) {
+    if (f->err) return file_sticky(L, f);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  int rc = f->err ? 0 : file_drain(f);
+  const char *what = "write";
+  if (rc == 0 && !f->err && fsync(f->fd) != 0) {
+    rc = errno;
+    what = "fsync";
+  }
+  if (close(f->fd) != 0 && rc == 0 && !f->err) {
+    rc = errno;
+    what = "close";
+  }
+  f->fd = -1;
+  if (rc != 0) return file_fail(L, f, what, rc);
+  if (f->err) return file_sticky(L, f);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_file_gc(lua_State *L) {
+  fs_file *f = check_file(L);
+  if (f->fd >= 0) close(f->fd);
+  f->fd = -1;
+  free(f->buf);
+  free(f->path);
+  free(f->err);
+  f->buf = f->path = f->err = NULL;
+  return 0;
+}
+
+static int l_file_tostring(lua_State *L) {
+  fs_file *f = check_file(L);
+  lua_pushfstring(L, "upgrun.fs.file (%s%s)", f->path ? f->path : "?",
+                  f->fd < 0 ? ", closed" : "");
+  return 1;
+}
+
+static int l_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  fs_file *f = lua_newuserdatauv(L, sizeof *f, 0);
+  memset(f, 0, sizeof *f);
+  f->fd = -1;
+  luaL_setmetatable(L, FILE_MT);
+  f->path = strdup(path);
+  if (!f->path) return luaL_error(L, "out of memory");
+  f->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (f->fd < 0) return push_errno(L, "open", path, errno);
+  return 1;
+}
+
+int luaopen_upgrun_fs(lua_State *L) {
+  static const luaL_Reg file_methods[] = {{"write", l_file_write},
+                                          {"flush", l_file_flush},
+                                          {"sync", l_file_sync},
+                                          {"close", l_file_close},
+                                          {NULL, NULL}};
+  static const luaL_Reg file_meta[] = {{"__gc", l_file_gc},
+                                       {"__close", l_file_gc},
+                                       {"__tostring", l_file_tostring},
+                                       {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"write_file", l_write_file}, {"open", l_open}, {NULL, NULL}};
+  if (luaL_newmetatable(L, FILE_MT)) {
+    luaL_setfuncs(L, file_meta, 0);
+    luaL_newlib(L, file_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  return 1;
+}

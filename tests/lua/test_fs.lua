@@ -1,0 +1,76 @@
+-- test_fs.lua — upgrun.fs: atomic whole-file writes and checked buffered
+-- files. /dev/full (ENOSPC on every write) stands in for a full disk; the
+-- tmpfs test is tests/integration/test_full_disk.lua.
+local T = require "testlib"
+local fs = require "upgrun.fs"
+
+local dir = os.tmpname()
+os.remove(dir)
+os.execute("mkdir -p '" .. dir .. "'")
+
+local function read(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+T.case("write_file replaces a file whole, leaves no temporary file", function()
+  T.eq(fs.write_file(dir .. "/a.json", "one"), true)
+  T.eq(read(dir .. "/a.json"), "one")
+  T.eq(fs.write_file(dir .. "/a.json", string.rep("x", 200000)), true)
+  T.eq(#read(dir .. "/a.json"), 200000)
+  local p = io.popen("ls -a '" .. dir .. "'")
+  local listing = p:read("a")
+  p:close()
+  T.ok(not listing:find("tmp"), listing)
+end)
+
+T.case("write_file into a missing directory: nil and a message naming the file", function()
+  local ok, err = fs.write_file(dir .. "/nope/b.json", "x")
+  T.eq(ok, nil)
+  T.ok(err:find("nope/b.json", 1, true) and err:find("No such file", 1, true), err)
+end)
+
+T.case("a file: buffered writes, flush, sync, close", function()
+  local f = assert(fs.open(dir .. "/c.jsonl"))
+  for i = 1, 10000 do T.eq(f:write(i .. "\n"), true) end
+  T.eq(f:flush(), true)
+  T.eq(f:write("end\n"), true)
+  T.eq(f:sync(), true)
+  T.eq(f:close(), true)
+  T.eq(f:close(), true, "closing twice is fine")
+  local text = read(dir .. "/c.jsonl")
+  T.ok(text:find("^1\n2\n") and text:find("10000\nend\n$"), "content in order")
+  local _, err = f:write("late")
+  T.ok(err and err:find("closed", 1, true), tostring(err))
+end)
+
+T.case("a full device: the flush fails with ENOSPC and the error sticks", function()
+  local f = assert(fs.open("/dev/full"))
+  T.eq(f:write("hello\n"), true, "buffered")
+  local ok, err = f:flush()
+  T.eq(ok, nil)
+  T.ok(err:find("write /dev/full: No space left on device", 1, true), err)
+  local _, err2 = f:write("more")
+  T.eq(err2, err, "sticky")
+  local cok, cerr = f:close()
+  T.eq(cok, nil)
+  T.eq(cerr, err)
+  -- a big write fails at once (past the buffer)
+  local g = assert(fs.open("/dev/full"))
+  local wok, werr = g:write(string.rep("x", 100000))
+  T.eq(wok, nil)
+  T.ok(werr:find("No space left", 1, true), werr)
+  g:close()
+end)
+
+T.case("open of an unwritable path: nil, err", function()
+  local f, err = fs.open(dir .. "/nope/d")
+  T.eq(f, nil)
+  T.ok(err:find("open ", 1, true), err)
+end)
+
+os.execute("rm -rf '" .. dir .. "'")
+return T.done()
