@@ -27,6 +27,10 @@ Scenario options (before or after the scenario file; -- ends them):
       --set KEY=VALUE    override a parameter (repeatable; SCENARIO --help lists them)
       --hooks FILE       a Lua file of site hooks (repeatable)
       --ledger FILE      verify (and clean up) resources recorded by an earlier run
+      --resume DIR       continue the run in DIR at its first top-level step that
+                         did not pass (its parameters and ledger; a new output
+                         directory); refused if the scenario changed, unless --force
+      --from-step NAME   skip the top-level steps before the one named NAME
       --keep             keep persistent resources (no clean-up at the end)
       --plan             print stages, steps, hooks, probes and nodes; run nothing
   -q, --quiet            print only the summary

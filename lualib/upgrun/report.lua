@@ -214,6 +214,7 @@ function M.document(run)
     probes = run.probe_reports, overall = run.overall, downtime_per_step = run.downtime_per_step,
     budgets = budgets, resources = resources, timeline = timeline, steady_state = run.steady,
     output_errors = run.output_errors and A(run.output_errors) or nil,
+    resumed = run.resumed, -- --resume / --from-step: {from, from_step, passed_earlier}
   }
   return doc
 end

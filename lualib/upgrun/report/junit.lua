@@ -51,7 +51,8 @@ function M.render(doc)
       st.traceback or st.error
     elseif st.result == "interrupted" then c.status, c.message = "error", st.error or "interrupted"
     elseif st.result == "skipped" or st.result == "planned" then c.status, c.message = "skipped",
-      st.reason or st.result end
+      st.reason or st.result
+    elseif st.result == "passed earlier" then c.name = st.path .. " (passed earlier)" end -- --resume
     cases[#cases + 1] = c
   end
   for _, sr in ipairs(doc.stages) do

@@ -52,6 +52,10 @@ function M.listener(opts)
     write(string.format("%s%s %s (%.3f s)%s", indent(e.depth + 1), e.name, result_word(e.result), e.duration,
                         e.error and (": " .. e.error) or ""))
   end
+  function handlers.step_skipped(e) -- --resume, --from-step: not run
+    write(string.format("%s%s %s (%s)", indent(e.depth + 1), e.name,
+                        e.result == "skipped" and paint("yellow", "skipped") or paint("green", e.result), e.reason))
+  end
   function handlers.hook(e)
     if e.result == "failed" then
       write(string.format("  %s %s (step %s): %s", paint("red", "HOOK FAILED"), e.name, e.step, tostring(e.error)))

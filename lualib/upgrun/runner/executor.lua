@@ -6,6 +6,7 @@
 -- counterpart with the same methods.
 local task = require "upgrun.task"
 local errors = require "upgrun.errors"
+local resume = require "upgrun.runner.resume"
 local steady = require "upgrun.steady"
 
 local M = {}
@@ -144,6 +145,18 @@ function Exec:run_step(ctx, spec)
     st.result = "skipped"; st.reason = "aborted"
     error({ kind = "cancelled", aborted = true, message = "aborted" }, 0)
   end
+  -- --resume / --from-step: a top-level step before the point to go on from is not run
+  local skip, reason
+  if not parent and run.resume_gate and st.stage ~= "cleanup" then skip, reason = run.resume_gate:skip(st) end
+  if skip then
+    st.result, st.reason = skip, reason
+    st.start, st.wall_start = run.tl:now(), run.tl:wall()
+    st["end"], st.wall_end, st.duration = st.start, st.wall_start, 0
+    run.tl:event("step_skipped", { step = st.path, id = st.id, stage = st.stage, name = st.name, depth = st.depth,
+                                   result = skip, reason = reason, t = st.start, wall = st.wall_start })
+    resume.step_done(run, st)
+    return true
+  end
 
   local hooks_ok = self:run_hooks(ctx, st, "before")
 
@@ -188,6 +201,7 @@ function Exec:run_step(ctx, spec)
                              result = st.result, duration = st.duration,
                              error = (ok == false and e ~= STOP) and st.error or nil,
                              t = st["end"], wall = st.wall_end })
+  if not parent then resume.step_done(run, st) end
   if st.result == "interrupted" then error(e, 0) end
 
   self:run_hooks(ctx, st, "after")
@@ -273,9 +287,11 @@ function Exec:cleanup(ctx)
   local todo = {}
   for rec in run.ledger:each() do todo[#todo + 1] = rec end
   if #todo == 0 then return end
-  if run.opts.keep or run.aborted then
+  local unmatched = run.resume_gate and run.resume_gate:missing() -- --from-step NAME matched no step
+  if run.opts.keep or run.aborted or unmatched then
     for _, rec in ipairs(todo) do
-      run.ledger:mark(rec, "kept", run.aborted and "run aborted" or "--keep", run.tl:now())
+      run.ledger:mark(rec, "kept", run.aborted and "run aborted" or unmatched and "--from-step matched no step"
+        or "--keep", run.tl:now())
     end
     return
   end

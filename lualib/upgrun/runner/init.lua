@@ -4,6 +4,7 @@
 -- then either prints the plan (runner.plan, a dry run) or prepares the output
 -- directory (runner.outdir) and executes it (runner.executor) with the
 -- console listening to the timeline (runner.console), and writes the reports.
+-- --resume and --from-step (runner.resume) choose the top-level steps not run.
 --
 --   runner.main(s, args, path) -> exit code
 local scenario = require "upgrun.scenario"
@@ -18,6 +19,7 @@ local console = require "upgrun.runner.console"
 local outdir = require "upgrun.runner.outdir"
 local validate = require "upgrun.runner.validate"
 local jsonlog = require "upgrun.runner.jsonlog"
+local resume = require "upgrun.runner.resume"
 local probing = require "upgrun.probing"
 local sample_log = require "upgrun.sample_log"
 local report = require "upgrun.report"
@@ -88,6 +90,29 @@ local function run_for_real(s, run)
     local n = run.ledger:import(previous, run.out .. "/ledger.json (earlier run, --force)")
     run.tl:event("ledger_import", { file = run.out .. "/ledger.json", resources = n })
   end
+  local rstate = run.resume_state
+  if rstate then
+    run.resume_gate = resume.gate(rstate)
+    if rstate.dir then
+      local file = rstate.dir .. "/ledger.json"
+      local h = io.open(file)
+      if h then
+        h:close()
+        local doc, lerr = ledger.read(file)
+        if not doc then return fail_early("--resume: " .. lerr) end
+        local n = run.ledger:import(doc, file .. " (resumed run)")
+        run.tl:event("ledger_import", { file = file, resources = n })
+        local cleaned = 0
+        for _, r in ipairs(doc.resources) do if r.status == "cleaned" then cleaned = cleaned + 1 end end
+        if cleaned > 0 then
+          io.stderr:write(string.format("upgrun: warning: run %s cleaned up %d resource%s at its end; steps that "
+            .. "passed there are not run again, so later steps will not find them (run with --keep to resume "
+            .. "with them)\n", rstate.dir, cleaned, cleaned == 1 and "" or "s"))
+        end
+      end
+    end
+  end
+  resume.start(run)
   if opts.ledger then
     local doc, lerr = ledger.read(opts.ledger)
     if not doc then return fail_early("--ledger: " .. lerr) end
@@ -130,12 +155,23 @@ local function run_for_real(s, run)
   if not opts.quiet then
     run.tl:listen(console.listener { verbose = opts.verbose, color = console.use_color(opts.color) })
     io.stdout:write(string.format("upgrun: scenario %s -> %s\n", s.name, run.out))
+    if rstate then
+      io.stdout:write(string.format("upgrun: %s\n", rstate.from_step and ("from step " .. rstate.from_step
+        .. (rstate.dir and (", resuming run " .. rstate.dir) or "")) or ("resuming run " .. rstate.dir
+        .. " at its first top-level step that did not pass")))
+    end
     io.stdout:flush()
   end
   run.exec:execute(ctx)
   unsub()
   if close_events then close_events() end
   run.probing:finish() -- samples still in flight are cut at the run's end
+  local missing = run.resume_gate and run.resume_gate:missing()
+  if missing then
+    run.sample_log:close()
+    return fail_early(missing)
+  end
+  run.resumed = resume.report_field(run)
   -- A signal while Lua computes is raised once, where the code runs: the
   -- analysis is then done again for the aborted run (nothing waits in it).
   local aok, aerr = pcall(report.analyse, run)
@@ -173,9 +209,12 @@ function M.main(s, args, path)
     io.stdout:write(params.USAGE, "\n\nparameters of ", s.name, ":\n", params.help(s), "\n")
     return EXIT.passed
   end
+  local rstate, rerr = resume.load(s, opts, path) -- before the checks: it may set -i
+  if rerr then return fail(rerr) end
   local iok, ierr = check_inputs(s, opts)
   if not iok then return fail(ierr) end
   local run = Run.new(s, opts, path)
+  run.resume_state = rstate
   if opts.plan then return run_plan(s, run) end
   return run_for_real(s, run)
 end

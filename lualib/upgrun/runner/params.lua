@@ -19,6 +19,11 @@ usage: upgrun [options] SCENARIO.lua [options] [--]
       --set KEY=VALUE    override a parameter (repeatable; see below)
       --hooks FILE       a Lua file of site hooks (repeatable)
       --ledger FILE      verify (and clean up) resources recorded by an earlier run
+      --resume DIR       continue the run in DIR at its first top-level step that
+                         did not pass, with its parameters and ledger (into a new
+                         output directory); refused if the scenario file changed,
+                         unless --force
+      --from-step NAME   skip the top-level steps before the one named NAME
       --keep             keep persistent resources (no clean-up at the end)
       --plan             print stages, steps, hooks, probes and nodes; run nothing
                          (with -i: also the nodes of each step)
@@ -34,7 +39,8 @@ exit codes: 0 passed, 1 a check or budget failed, 2 bad invocation/config/scenar
 -- Options that take a value, and what the value is (for "-i needs a file").
 M.VALUE = { ["-i"] = "a file", ["--inventory"] = "a file", ["--cloud"] = "a cloud name",
             ["-o"] = "a directory", ["--output"] = "a directory", ["--set"] = "KEY=VALUE",
-            ["--hooks"] = "a file", ["--ledger"] = "a file", ["--events"] = "a file" }
+            ["--hooks"] = "a file", ["--ledger"] = "a file", ["--events"] = "a file",
+            ["--resume"] = "a run's output directory", ["--from-step"] = "a step name" }
 
 local function convert(spec, raw)
   local t = spec.type
@@ -115,6 +121,8 @@ function M.parse(s, args)
     elseif a == "--hooks" then opts.hooks[#opts.hooks + 1] = value(a, inline)
     elseif a == "--ledger" then opts.ledger = value(a, inline)
     elseif a == "--events" then opts.events = value(a, inline)
+    elseif a == "--resume" then opts.resume = value(a, inline)
+    elseif a == "--from-step" then opts.from_step = value(a, inline)
     elseif a == "--keep" then opts.keep = true
     elseif a == "--force" then opts.force = true
     elseif a == "--plan" then opts.plan = true
