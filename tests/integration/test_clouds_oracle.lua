@@ -16,19 +16,9 @@ local cjson = require "cjson"
 
 local CASES = tonumber(os.getenv("UPGRUN_ORACLE_CASES") or "") or 48
 local seed = tonumber(os.getenv("UPGRUN_ORACLE_SEED") or "") or 15
-local root = os.tmpname()
-os.remove(root)
-assert(os.execute("mkdir -p " .. root))
+local root = T.tmpdir()
 
-local state = seed * 2654435761 % 4294967296 + 7
-local function rnd(n)
-  state = state ~ ((state << 13) & 0xffffffff)
-  state = state ~ (state >> 17)
-  state = state ~ ((state << 5) & 0xffffffff)
-  return state % n + 1
-end
-local function pick(t) return t[rnd(#t)] end
-local function chance(p) return rnd(1000) <= p * 1000 end
+local rnd, pick, chance = T.rng(seed, 7)
 
 local function writefile(path, text)
   assert(os.execute("mkdir -p '" .. path:match("^(.*)/[^/]*$") .. "'"))

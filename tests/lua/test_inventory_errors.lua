@@ -100,13 +100,7 @@ end)
 
 local ITER = tonumber(os.getenv("UPGRUN_FUZZ_ITERATIONS") or "") or 1500
 local seed = tonumber(os.getenv("UPGRUN_FUZZ_SEED") or "") or 10
-local state = seed * 2654435761 % 4294967296 + 3
-local function rnd(n)
-  state = state ~ ((state << 13) & 0xffffffff)
-  state = state ~ (state >> 17)
-  state = state ~ ((state << 5) & 0xffffffff)
-  return state % n + 1
-end
+local rnd = T.rng(seed, 3)
 
 local SEEDS = {
   "all:\n  vars: {x: 1}\n  children:\n    web:\n      hosts:\n        w[1:3]:\n          ansible_port: 22\n"

@@ -118,6 +118,19 @@ function T.read(path)
   return s
 end
 
+-- A small deterministic generator (xorshift, independent of math.random) for
+-- generated test cases: returns rnd(n) -> 1..n, pick(list), chance(p).
+function T.rng(seed, salt)
+  local state = seed * 2654435761 % 4294967296 + (salt or 1)
+  local function rnd(n)
+    state = state ~ ((state << 13) & 0xffffffff)
+    state = state ~ (state >> 17)
+    state = state ~ ((state << 5) & 0xffffffff)
+    return state % n + 1
+  end
+  return rnd, function(t) return t[rnd(#t)] end, function(p) return rnd(1000) <= p * 1000 end
+end
+
 -- A new empty directory under /tmp (left for inspection after a failure).
 function T.tmpdir()
   local dir = os.tmpname()
