@@ -1,5 +1,6 @@
 /*
- * mod_fs.c — upgrun.fs: output files whose every write is checked.
+ * mod_fs.c — upgrun.fs: output files whose every write is checked, and
+ * whether a descriptor is a terminal (and its size).
  *
  *   fs.write_file(path, data) -> true | nil, err
  *       writes data to a temporary file beside path, fsyncs and closes it,
@@ -11,6 +12,10 @@
  *   file:sync()   -> true | nil, err      flush + fsync(2)
  *   file:close()  -> true | nil, err      sync + close(2); the file is closed
  *                                          even when an error is returned
+ *   fs.isatty(fd) -> bool        fd (0, 1, 2...) is a terminal (isatty(3))
+ *   fs.term_size(fd) -> cols, rows | nil
+ *       the size of the terminal on fd (ioctl TIOCGWINSZ); nil when fd is
+ *       not a terminal or its size is not set (0 columns)
  * err is a string naming the file and the failed call ("write out/x: No space
  * left on device"). The first error sticks: later calls return it again.
  * These are blocking calls on local files (small and rare: a report, a
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define FILE_MT "upgrun.fs.file"
@@ -242,6 +248,29 @@ static int l_open(lua_State *L) {
   return 1;
 }
 
+static int check_fd(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd >= 0 && fd <= 1024, 1, "not a file descriptor number");
+  return (int)fd;
+}
+
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty(check_fd(L)) == 1);
+  return 1;
+}
+
+static int l_term_size(lua_State *L) {
+  struct winsize ws;
+  int fd = check_fd(L);
+  if (ioctl(fd, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, ws.ws_col);
+  lua_pushinteger(L, ws.ws_row);
+  return 2;
+}
+
 int luaopen_upgrun_fs(lua_State *L) {
   static const luaL_Reg file_methods[] = {{"write", l_file_write},
                                           {"flush", l_file_flush},
@@ -252,8 +281,11 @@ int luaopen_upgrun_fs(lua_State *L) {
                                        {"__close", l_file_gc},
                                        {"__tostring", l_file_tostring},
                                        {NULL, NULL}};
-  static const luaL_Reg funcs[] = {
-      {"write_file", l_write_file}, {"open", l_open}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"write_file", l_write_file},
+                                   {"open", l_open},
+                                   {"isatty", l_isatty},
+                                   {"term_size", l_term_size},
+                                   {NULL, NULL}};
   if (luaL_newmetatable(L, FILE_MT)) {
     luaL_setfuncs(L, file_meta, 0);
     luaL_newlib(L, file_methods);

@@ -64,5 +64,22 @@ T.case("open of an unwritable path: nil, err", function()
   T.ok(err:find("open ", 1, true), err)
 end)
 
+T.case("isatty and term_size: false and nil on a pipe, true on a pseudo-terminal (script(1))", function()
+  local proc = require "upgrun.proc"
+  local bin = os.getenv("UPGRUN_BIN") or T.src("build/upgrun")
+  local code = 'local fs = require "upgrun.fs"; local c, r = fs.term_size(1); '
+    .. 'print(tostring(fs.isatty(1)) .. " " .. tostring(c) .. " " .. tostring(r))'
+  local r = proc.run({ bin, "-e", code }, { timeout = 30 })
+  T.eq(r.status, 0, r.stderr)
+  T.eq(r.stdout, "false nil nil\n", "stdout is a pipe")
+  -- script(1) runs the command on a new pseudo-terminal; stty gives it a size first
+  local shell = require "upgrun.shell"
+  r = proc.run({ "script", "-qec", "stty cols 97 rows 31; " .. shell.join { bin, "-e", code }, "/dev/null" },
+               { timeout = 30 })
+  T.eq(r.status, 0, r.stderr)
+  T.ok(r.stdout:find("true 97 31", 1, true), "a terminal of 97x31: " .. r.stdout)
+  T.raises("not a file descriptor", fs.isatty, -1)
+end)
+
 os.execute("rm -rf '" .. dir .. "'")
 return T.done()
