@@ -11,6 +11,10 @@
 --   st:finish() -> outages (closes an open one; call once, at the end)
 --   st:latency_by_stage(baseline) -> {[stage] = stats + pXX_ratio}, baseline
 --   st:latency() -> stats of every ok sample;  st:steady_for() -> seconds, last_error
+--   st.on_outage = fn(kind, outage, sample)  called in send order when an
+--       outage starts ("start": the outage open so far) and ends ("end": it
+--       closed, with its duration and uncertainty); st.last = the latest
+--       informative sample in send order; st.tracker.cur = the open outage
 local outages = require "upgrun.outages"
 local sketch = require "upgrun.sketch"
 local series = require "upgrun.series"
@@ -33,8 +37,16 @@ end
 
 -- In send order: outages and the current run of ok answers.
 function Stats:feed(s)
+  local was = self.tracker.cur
   self.tracker:feed(s)
   local r = s.result
+  if r == "ok" or r == "fail" or r == "unknown" then self.last = s end
+  local on = self.on_outage
+  if on then
+    local cur = self.tracker.cur
+    if cur and not was then pcall(on, "start", cur, s)
+    elseif was and not cur then pcall(on, "end", was, s) end
+  end
   if r == "ok" then
     if not self.ok_since then self.ok_since = s.t end
     self.last_ok_t = s.t

@@ -7,6 +7,8 @@
 --   P:start_all(ctx, stage, current_step)    every probe not turned off (the steady-state check)
 --   P:stop_all()   P:drain()   P:finish() (cuts what is in flight, closes outages)
 --   P.runs (array), P.by_name[name]
+--   P:on_outage(fn(probe_name, kind, outage, sample))  outage starts and ends
+--       as the samples show them ("start"/"end", see upgrun.probe_stats)
 local probe_run = require "upgrun.probe_run"
 
 local M = {}
@@ -28,6 +30,13 @@ function M.new(probes, tl, opts)
     self.by_name[p.name] = pr
   end
   return self
+end
+
+function Probing:on_outage(fn)
+  for _, pr in ipairs(self.runs) do
+    local name = pr.name
+    pr.stats.on_outage = function(kind, o, s) fn(name, kind, o, s) end
+  end
 end
 
 function Probing:event(kind, fields)

@@ -2,6 +2,8 @@
 -- that prints stages, steps, failed checks and hooks, and log lines as they
 -- happen (-v adds passing checks and hooks, and node commands). Other views
 -- (JSON log lines, CI annotations) are other listeners on the same timeline.
+-- On a terminal, upgrun.runner.live wraps it: these lines scroll above a
+-- status block redrawn in place.
 --
 --   console.listener(opts) -> fn(event)
 --     opts.write(line)  where lines go (default stdout, flushed per line)
@@ -20,7 +22,7 @@ function M.use_color(setting)
   if nc and nc ~= "" then return false end
   local term = os.getenv("TERM")
   if term == "dumb" then return false end
-  return os.execute("test -t 1") == true
+  return require("upgrun.fs").isatty(1)
 end
 
 local function indent(n) return string.rep("  ", n) end

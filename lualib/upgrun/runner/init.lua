@@ -3,7 +3,8 @@
 -- files, checks the scenario for typos (runner.validate) and the -i file,
 -- then either prints the plan (runner.plan, a dry run) or prepares the output
 -- directory (runner.outdir) and executes it (runner.executor) with the
--- console listening to the timeline (runner.console), and writes the reports.
+-- console listening to the timeline (runner.console; runner.live on a
+-- terminal), and writes the reports.
 -- --resume and --from-step (runner.resume) choose the top-level steps not run.
 --
 --   runner.main(s, args, path) -> exit code
@@ -16,6 +17,7 @@ local context = require "upgrun.runner.context"
 local executor = require "upgrun.runner.executor"
 local plan = require "upgrun.runner.plan"
 local console = require "upgrun.runner.console"
+local live = require "upgrun.runner.live"
 local outdir = require "upgrun.runner.outdir"
 local validate = require "upgrun.runner.validate"
 local jsonlog = require "upgrun.runner.jsonlog"
@@ -152,8 +154,16 @@ local function run_for_real(s, run)
     run.tl:listen(listener)
     close_events = close_or_err
   end
+  local view
   if not opts.quiet then
-    run.tl:listen(console.listener { verbose = opts.verbose, color = console.use_color(opts.color) })
+    local color = console.use_color(opts.color)
+    if live.wanted() then -- a terminal: lines, and the status block redrawn in place
+      view = live.new(run, { verbose = opts.verbose, color = color })
+      run.tl:listen(view.listener)
+      run.probing:on_outage(function(...) view:outage(...) end)
+    else
+      run.tl:listen(console.listener { verbose = opts.verbose, color = color })
+    end
     io.stdout:write(string.format("upgrun: scenario %s -> %s\n", s.name, run.out))
     if rstate then
       io.stdout:write(string.format("upgrun: %s\n", rstate.from_step and ("from step " .. rstate.from_step
@@ -161,8 +171,11 @@ local function run_for_real(s, run)
         .. " at its first top-level step that did not pass")))
     end
     io.stdout:flush()
+    if view then view:start() end
   end
-  run.exec:execute(ctx)
+  local xok, xerr = pcall(run.exec.execute, run.exec, ctx)
+  if view then view:stop() end
+  if not xok then error(xerr, 0) end
   unsub()
   if close_events then close_events() end
   run.probing:finish() -- samples still in flight are cut at the run's end
