@@ -148,10 +148,22 @@ T.case("two shards one after the other, then merge: a suite per cell, summary, i
   T.eq(so:sub(1, #md), md, "the summary is printed")
   local j = junit(TMP .. "/merged/junit.xml")
   for _, id in ipairs(ALL) do T.ok(j.suites[id], "a suite for " .. id) end
-  T.eq(j.failures, 1, "one failure: the budget")
-  T.eq(j.suites["503-1.5-b_first"].failures, 1)
+  T.eq(j.failures, 2, "two failures: the budget and its probe")
+  T.eq(j.suites["503-1.5-b_first"].failures, 2)
   T.eq(j.suites["503-0.2"].failures + j.suites["503-0.2"].errors, 0)
-  T.eq(j.suites["503-0.2"].tests, 6, "5 steps + 1 budget")
+  T.eq(j.suites["503-0.2"].tests, 7, "5 steps + 1 probe + 1 budget")
+  -- the probe testcase lists the outage and its step; the classnames have no dot inside a segment
+  local jc = proc.run({ io.open("/usr/bin/python3") and "/usr/bin/python3" or "python3",
+                        T.src("tests/integration/junit_check.py"), TMP .. "/merged/junit.xml" }, { timeout = 30 })
+  T.eq(jc.status, 0, "junit_check: " .. tostring(jc.stderr))
+  local probe_case
+  for _, c in ipairs(cjson.decode(jc.stdout).suites["503-1.5-b_first"].cases) do
+    if c.classname == "503-1_5-b_first.probes" and c.name == "api" then probe_case = c end
+  end
+  T.ok(probe_case, "a testcase for the probe, classname with the cell id's dot mapped")
+  T.eq(probe_case.result, "failure")
+  T.ok(probe_case.message:find("during restart api", 1, true), probe_case.message)
+  T.ok(probe_case.system_out:find("outage 1: at ", 1, true), probe_case.system_out)
   local html = read(TMP .. "/merged/index.html")
   local links = 0
   for href in html:gmatch('href="([^"]+)"') do
@@ -169,7 +181,7 @@ T.case("two shards one after the other, then merge: a suite per cell, summary, i
   code, so = upgrun { "merge", TMP .. "/shard1/503-0.2", TMP .. "/shard2/503-1.5-b_first/", "-o", TMP .. "/runs" }
   T.eq(code, 1, so)
   j = junit(TMP .. "/runs/junit.xml")
-  T.eq(j.suites["503-0.2"].failures, 0); T.eq(j.suites["503-1.5-b_first"].failures, 1)
+  T.eq(j.suites["503-0.2"].failures, 0); T.eq(j.suites["503-1.5-b_first"].failures, 2)
   has(so, "Parameters of every cell: base=" .. srv.base, "the runs' common --set parameters")
   has(so, "| order=b\\_first outage=1.5 |", "the --set parameters that differ")
   -- one shard alone: the other shard's cells are missing, never passed

@@ -182,7 +182,9 @@ local function outages_summary(doc, list)
   return string.format("%d outage%s: %s", #list, #list == 1 and "" or "s", table.concat(t, "; "))
 end
 
-local function probe_case(doc, sc, pr)
+-- The testcase of one probe of a report document (classname <prefix>.probes);
+-- also used by upgrun.merge.junit.
+function M.probe_case(doc, prefix, pr)
   local outs = pr.outages or {}
   local lines = { string.format("probe %s: %d outage%s, downtime %.3f s ± %.3f, longest %.3f s; %d requests sent "
     .. "(%.1f/s), %d skipped", pr.name, #outs, #outs == 1 and "" or "s", pr.downtime or 0,
@@ -196,12 +198,19 @@ local function probe_case(doc, sc, pr)
     lines[#lines + 1] = string.format("budget %s: %s: %s", b.key, b.status, tostring(b.message))
     if b.status == "fail" then failed[#failed + 1] = b.key .. ": " .. tostring(b.message) end
   end
-  local c = { classname = cls(sc, "probes"), name = pr.name, out = table.concat(lines, "\n") }
+  local c = { classname = cls(prefix, "probes"), name = pr.name, out = table.concat(lines, "\n") }
   if #failed > 0 then
     c.status = "failure"
     c.message = "budget failed (" .. table.concat(failed, "; ") .. "); " .. outages_summary(doc, outs)
   end
   return c
+end
+
+-- A budget item's message followed by its outages (outs_of: probe name ->
+-- outages; the scenario budget "(any API)" takes the union windows).
+function M.budget_message(doc, b, outs_of)
+  local outs = outs_of[b.probe] or (b.probe == "(any API)" and doc.overall and doc.overall.windows) or {}
+  return tostring(b.message) .. " — " .. outages_summary(doc, outs)
 end
 
 -- ------------------------------------------------------------- render
@@ -271,15 +280,14 @@ function M.render(doc)
   cases = {}
   local outs_of = {}
   for _, pr in ipairs(doc.probes or {}) do
-    cases[#cases + 1] = probe_case(doc, sc, pr)
+    cases[#cases + 1] = M.probe_case(doc, sc, pr)
     outs_of[pr.name] = pr.outages or {}
   end
   suites[#suites + 1] = { name = sc .. ".probes", cases = cases }
   -- budgets, each naming the outages it is about
   cases = {}
   for _, b in ipairs(doc.budgets) do
-    local outs = outs_of[b.probe] or (b.probe == "(any API)" and doc.overall and doc.overall.windows) or {}
-    local message = tostring(b.message) .. " — " .. outages_summary(doc, outs)
+    local message = M.budget_message(doc, b, outs_of)
     local c = { classname = cls(sc, "budget", b.probe), name = b.key, message = message }
     if b.status == "fail" then c.status = "failure" elseif b.status == "skipped" then c.status = "skipped" end
     cases[#cases + 1] = c
