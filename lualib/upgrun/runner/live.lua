@@ -93,6 +93,20 @@ function Live:rate(pr, now)
   return active > 0 and pr.sent / active or 0
 end
 
+-- Appends list to lines in at most n lines (the last one saying how many
+-- more there are when they do not fit and n > 1).
+local function fit(lines, list, n, what)
+  if n <= 0 then return end
+  for i, l in ipairs(list) do
+    if i == n and #list > n and n > 1 then
+      lines[#lines + 1] = { { string.format("    ... and %d more %s", #list - n + 1, what) } }
+      return
+    end
+    lines[#lines + 1] = l
+    if i == n then return end
+  end
+end
+
 -- The status block's lines (arrays of segments).
 function Live:block(rows)
   local run, now = self.run, self.run.tl:now()
@@ -128,16 +142,12 @@ function Live:block(rows)
     steps[#steps + 1] = { { string.rep("  ", stp.depth + 1) .. "> " .. stp.name },
                           { "  " .. secs(math.max(0, now - stp.start)), "yellow" } }
   end
-  -- keep within the terminal: the probes first, then as many steps as fit
-  local room = math.max(1, (rows or 24) - 2 - #probes)
-  for i, l in ipairs(steps) do
-    if i == room and #steps > room then
-      lines[#lines + 1] = { { string.format("    ... and %d more running step(s)", #steps - room + 1) } }
-      break
-    end
-    lines[#lines + 1] = l
-  end
-  for _, l in ipairs(probes) do lines[#lines + 1] = l end
+  -- keep within the terminal (the block and the cursor's line): the steps
+  -- get what the probes leave, at least one line when any runs
+  local avail = math.max(1, (rows or 24) - 2)
+  local nsteps = math.min(#steps, math.max(math.min(#steps, 1), avail - #probes))
+  fit(lines, steps, nsteps, "running step(s)")
+  fit(lines, probes, avail - nsteps, "probe(s)")
   return lines
 end
 
