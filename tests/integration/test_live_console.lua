@@ -6,7 +6,8 @@
 -- time moving on), the probe shows DOWN and an OUTAGE line appears while the
 -- outage lasts, OUTAGE END with its length and step once it ends, lines are
 -- cut to the terminal width, colour follows --color/NO_COLOR. Without a
--- terminal the output stays plain lines (no escape sequences).
+-- terminal the output stays plain lines (no escape sequences), the OUTAGE
+-- lines among them.
 local T = require "testlib"
 local cjson = require "cjson"
 local proc = require "upgrun.proc"
@@ -151,6 +152,12 @@ T.case("not a terminal (a pipe, as in CI): plain lines, no escape sequences", fu
   T.ok(not r.stdout:find("\27", 1, true), "no escape sequence:\n" .. r.stdout)
   T.ok(r.stdout:find("\n    restart api ok", 1, true) and not r.stdout:find("-- live", 1, true),
        "the plain lines, no status block:\n" .. r.stdout)
+  -- the outage lines are plain lines too, in order with the steps
+  local a = r.stdout:find("\nOUTAGE nova api down at [%d.]+ s during roll / restart api: status 503\n")
+  local b = r.stdout:find("\nOUTAGE END nova api up again at [%d.]+ s: down [%d.]+ s ± [%d.]+ during roll / "
+                          .. "restart api\n")
+  local c = r.stdout:find("\n    restart api ok", 1, true)
+  T.ok(a and b and a < b and b < c, "OUTAGE, OUTAGE END, then the step's end:\n" .. r.stdout)
 end)
 
 os.execute("rm -rf '" .. TMP .. "'")

@@ -10,6 +10,13 @@
 --     opts.verbose      also passing checks/hooks and node commands
 --     opts.color        colour result words (ANSI)
 --   console.use_color(setting) -> bool    setting: auto|always|never (NO_COLOR wins for auto)
+--   console.outage_line(run, probe, kind, outage, sample, color) -> line
+--     the line printed when an outage starts ("start") or ends ("end"), from
+--     upgrun.probing:on_outage: OUTAGE <probe> down at <t> s during <step>:
+--     <error>, then OUTAGE END <probe> up again at <t> s: down <len> s ± <unc>
+--     during <the innermost steps it fell in>
+local outages = require "upgrun.outages"
+
 local M = {}
 
 local COLORS = { red = "\27[31m", green = "\27[32m", yellow = "\27[33m", reset = "\27[0m" }
@@ -26,6 +33,31 @@ function M.use_color(setting)
 end
 
 local function indent(n) return string.rep("  ", n) end
+
+-- Innermost of the run's steps running at some point in [t0, t1] (paths).
+local function steps_in(run, t0, t1)
+  local timed = {}
+  for _, st in ipairs(run.steps) do if st.start then timed[#timed + 1] = st end end
+  local during = outages.steps_during(t0, t1, timed)
+  local has_child, out = {}, {}
+  for _, st in ipairs(during) do if st.parent then has_child[st.parent] = true end end
+  for _, st in ipairs(during) do if not has_child[st.id] then out[#out + 1] = st.path end end
+  return out
+end
+
+function M.outage_line(run, probe, kind, o, s, color)
+  local function paint(c, text) return color and (COLORS[c] .. text .. COLORS.reset) or text end
+  if kind == "start" then
+    local why = s and (s.message or s.err or s.status)
+    return string.format("%s %s down at %.3f s%s%s", paint("red", "OUTAGE"), probe, o.start,
+                         s and s.step and (" during " .. s.step) or "",
+                         why and (": " .. run:redact(tostring(why)):gsub("%s+", " ")) or "")
+  end
+  local steps = steps_in(run, o.start, o["end"])
+  return string.format("%s %s up again at %.3f s: down %.3f s ± %.3f%s", paint("green", "OUTAGE END"), probe,
+                       o["end"], o.duration, o.uncertainty,
+                       #steps > 0 and (" during " .. table.concat(steps, ", ")) or " (no step)")
+end
 
 function M.listener(opts)
   opts = opts or {}

@@ -161,8 +161,12 @@ local function run_for_real(s, run)
       view = live.new(run, { verbose = opts.verbose, color = color })
       run.tl:listen(view.listener)
       run.probing:on_outage(function(...) view:outage(...) end)
-    else
+    else -- plain lines (CI logs): the outage lines too, as they happen
       run.tl:listen(console.listener { verbose = opts.verbose, color = color })
+      run.probing:on_outage(function(probe, kind, o, sample)
+        io.stdout:write(console.outage_line(run, probe, kind, o, sample, color), "\n")
+        io.stdout:flush()
+      end)
     end
     io.stdout:write(string.format("upgrun: scenario %s -> %s\n", s.name, run.out))
     if rstate then

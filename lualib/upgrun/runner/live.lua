@@ -18,7 +18,6 @@
 local fs = require "upgrun.fs"
 local task = require "upgrun.task"
 local time = require "upgrun.time"
-local outages = require "upgrun.outages"
 local console = require "upgrun.runner.console"
 
 local M = {}
@@ -180,32 +179,9 @@ function Live:line(text)
   self.write(erase .. text .. "\n" .. self:draw_text())
 end
 
--- Innermost of the steps running at some point in [t0, t1] (paths).
-function Live:steps_in(t0, t1)
-  local timed = {}
-  for _, st in ipairs(self.run.steps) do if st.start then timed[#timed + 1] = st end end
-  local during = outages.steps_during(t0, t1, timed)
-  local has_child, out = {}, {}
-  for _, st in ipairs(during) do if st.parent then has_child[st.parent] = true end end
-  for _, st in ipairs(during) do if not has_child[st.id] then out[#out + 1] = st.path end end
-  return out
-end
-
-function Live:paint(color, s) return self.color and (COLORS[color] .. s .. "\27[0m") or s end
-
 -- An outage starts or ends (upgrun.probing:on_outage).
-function Live:outage(probe, kind, o, s)
-  if kind == "start" then
-    local why = s and (s.message or s.err or s.status)
-    self:line(string.format("%s %s down at %.3f s%s%s", self:paint("red", "OUTAGE"), probe, o.start,
-                            s and s.step and (" during " .. s.step) or "",
-                            why and (": " .. self.run:redact(tostring(why)):gsub("%s+", " ")) or ""))
-  else
-    local steps = self:steps_in(o.start, o["end"])
-    self:line(string.format("%s %s up again at %.3f s: down %.3f s ± %.3f%s", self:paint("green", "OUTAGE END"),
-                            probe, o["end"], o.duration, o.uncertainty,
-                            #steps > 0 and (" during " .. table.concat(steps, ", ")) or " (no step)"))
-  end
+function Live:outage(probe, kind, o, sample)
+  self:line(console.outage_line(self.run, probe, kind, o, sample, self.color))
 end
 
 function Live:start()
