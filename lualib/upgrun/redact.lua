@@ -9,9 +9,10 @@ local M = {}
 
 local SECRET_WORDS = { "password", "passwd", "secret", "token", "key", "credential" }
 
--- Whether a parameter or field name names a secret.
+-- Whether a parameter or field name names a secret. "keystone" (the
+-- OpenStack identity service: keystone_rate, keystone_url) is not a key.
 function M.is_secret_name(name)
-  local l = tostring(name):lower()
+  local l = tostring(name):lower():gsub("keystone", "")
   for _, w in ipairs(SECRET_WORDS) do if l:find(w, 1, true) then return true end end
   return false
 end

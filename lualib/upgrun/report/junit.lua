@@ -8,7 +8,8 @@
 --   and UTC, length ± uncertainty, the steps it fell in), so an outage shows
 --   even when no budget fails. Budget items name their outages too.
 -- * <properties> in every suite: upgrun's version, the scenario, the run,
---   every parameter (secrets ***, through upgrun.redact) and every version
+--   every parameter (secrets ***: declared secret, or named like one when
+--   not declared; values through upgrun.redact) and every version
 --   recorded (ctx:version: the releases of the services).
 -- * Times are not counted twice: a step with sub-steps has as its testcase
 --   time only its time outside them (its full duration is in <system-out>);
@@ -139,9 +140,15 @@ function M.properties(doc)
   add("run.cloud", run.cloud)
   add("run.inventory", value_text(run.inventory or ""))
   add("verdict", doc.verdict)
+  -- declared parameters: secret ones are *** in doc.params already (a name
+  -- like admin_password is secret unless declared secret = false); others
+  -- go by their name
+  local declared = {}
+  for _, d in ipairs(doc.declared_params or {}) do declared[d.name] = true end
   for _, k in ipairs(sorted_keys(doc.params)) do
     local v = doc.params[k]
-    add("param." .. k, redact.is_secret_name(k) and v ~= "" and "***" or redact.string(value_text(v), {}))
+    local secret = not declared[k] and redact.is_secret_name(k) and v ~= ""
+    add("param." .. k, secret and "***" or redact.string(value_text(v), {}))
   end
   for _, k in ipairs(sorted_keys(versions)) do
     if k ~= "upgrun" then add("version." .. k, versions[k]) end
