@@ -71,7 +71,7 @@ function Live:render(segs, width)
   local out, left = {}, width
   for _, sg in ipairs(segs) do
     if left <= 0 then break end
-    local text = cut(sg[1], left)
+    local text = cut((sg[1]:gsub("%c", " ")), left) -- a control character would move the cursor
     left = left - len(text)
     if self.color and sg[2] then text = COLORS[sg[2]] .. text .. "\27[0m" end
     out[#out + 1] = text
