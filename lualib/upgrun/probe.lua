@@ -125,7 +125,9 @@ function M.new(spec)
   p.baseline = spec.baseline or "before"
   p.description = spec.description
   for _, k in ipairs { "service", "kind", "url" } do
-    if spec[k] ~= nil and type(spec[k]) ~= "string" then error("probe " .. p.name .. ": " .. k .. " must be a string", 3) end
+    if spec[k] ~= nil and type(spec[k]) ~= "string" then
+      error("probe " .. p.name .. ": " .. k .. " must be a string", 3)
+    end
   end
   p.service = spec.service or default_service(spec)
   p.kind = spec.kind or (spec.http and "http" or "function")
