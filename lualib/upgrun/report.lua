@@ -277,7 +277,7 @@ function M.write_all(run)
     return fs.write_file(run.out .. "/junit.xml", require("upgrun.report.junit").render(doc))
   end)
   attempt("report.html", function()
-    return fs.write_file(run.out .. "/report.html", require("upgrun.report.html").render(doc, run))
+    return fs.write_file(run.out .. "/report.html", require("upgrun.report.html").render(doc))
   end)
   if #failed > 0 then output_failed(run, failed) end
   attempt("report.json", function() return json.write_file(run.out .. "/report.json", doc, " ") end)

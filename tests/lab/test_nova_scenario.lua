@@ -57,6 +57,7 @@ local function run(strategy)
                         "--set", "to_release=" .. TO },
                       { timeout = 1500, env_add = { OS_CLIENT_CONFIG_FILE = LAB .. "/clouds.yaml" } }))
   io.write(r.stdout, r.stderr)
+  T.valid_report(out)
   return r.status, read_json(out .. "/report.json"), r.stdout
 end
 
