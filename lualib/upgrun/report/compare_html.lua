@@ -25,7 +25,7 @@ function M.render(docs, labels)
     r.class = bad
     rows[#rows + 1] = r
   end
-  row("verdict", function(d) return fmt("%s (exit %s)", tostring(d.verdict), tostring(d.exit_code)) end)
+  row("verdict", function(d) return fmt("%s (exit %d)", tostring(d.verdict), math.tointeger(d.exit_code) or -1) end)
   row("started", function(d) return d.run and d.run.started end)
   row("run duration", function(d) return fmt("%.1f s", d.run and d.run.duration or 0) end)
   local hp, hp_names = {}, {}

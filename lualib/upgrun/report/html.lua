@@ -22,7 +22,11 @@ local function table_html(headers, rows)
   t[#t + 1] = "</tr>"
   for _, r in ipairs(rows) do
     t[#t + 1] = "<tr" .. (r.class and (' class="' .. r.class .. '"') or "") .. ">"
-    for _, c in ipairs(r) do t[#t + 1] = "<td>" .. h(c) .. "</td>" end
+    for _, c in ipairs(r) do
+      -- a count read back from JSON is a float: write 12, not 12.0
+      if math.type(c) == "float" and c == math.floor(c) and math.abs(c) < 1e15 then c = string.format("%d", c) end
+      t[#t + 1] = "<td>" .. h(c) .. "</td>"
+    end
     t[#t + 1] = "</tr>"
   end
   t[#t + 1] = "</table>"

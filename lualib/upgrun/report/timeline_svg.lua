@@ -123,6 +123,17 @@ function M.render(doc, opts)
       h(fit(text, (left - 10) * (sub and 1.15 or 0.95)) or ""), h(text)))
   end
   row_label("stages", y + 13)
+  -- the steady-state waits before the first stage and after the last
+  for _, phase in ipairs { "start", "end" } do
+    local ss = doc.steady_state and doc.steady_state[phase]
+    if type(ss) == "table" and num(ss.start) and num(ss["end"]) and ss["end"] > ss.start then
+      local x0, x1 = X(ss.start), X(ss["end"])
+      add(fmt('<rect class="steady" x="%.1f" y="%d" width="%.1f" height="18" fill="#eeeeee"><title>steady state '
+        .. "(%s): %s, %.3f s</title></rect>", x0, y, math.max(1, x1 - x0), phase, h(ss.result), ss["end"] - ss.start))
+      local label = fit("steady state", x1 - x0)
+      if label then add(fmt('<text x="%.1f" y="%d" class="lbl" fill="#666">%s</text>', x0 + 3, y + 13, h(label))) end
+    end
+  end
   for i, sr in ipairs(doc.stages or {}) do
     if num(sr.start) then
       local x0, x1 = X(sr.start), X(num(sr["end"]) or dur)
@@ -270,6 +281,12 @@ function M.render(doc, opts)
         for _, c in ipairs(r) do pts[#pts + 1] = fmt("%.1f,%.1f %.1f,%.1f", X(c[1]), Y(c[6]), X(c[2]), Y(c[6])) end
         add(fmt('<polyline class="line-p50" fill="none" stroke="#1f4f9a" stroke-width="1.2" points="%s"/>',
           table.concat(pts, " ")))
+        -- a lone bucket narrower than 3 px (a slow probe): a dot, with its numbers on hover
+        local c = r[1]
+        if #r == 1 and X(c[2]) - X(c[1]) < 3 then
+          add(fmt('<circle class="dot-p50" cx="%.1f" cy="%.1f" r="2.5" fill="#1f4f9a"><title>%.3f–%.3f s: p50 %s, '
+            .. "max %s</title></circle>", (X(c[1]) + X(c[2])) / 2, Y(c[6]), c[1], c[2], ms(c[6]), ms(c[8])))
+        end
       end
       -- y scale on the right: max and min, and a middle gridline
       local mid = math.sqrt(lo * hi)
