@@ -13,6 +13,7 @@ local BIN = os.getenv("UPGRUN_BIN") or T.src("build/upgrun")
 local FIX = T.src("tests/integration/fixtures/scenarios/")
 local TMP = T.tmpdir()
 local read = T.read
+local CHAR_W = require("upgrun.report.timeline_svg").CHAR_W
 
 local function upgrun(args)
   local argv = { BIN }
@@ -97,7 +98,7 @@ T.case("step labels fit their bands (cut with an ellipsis) and the full path sho
     .. '([^\n<]*)[^<]*</title>\n<text[^>]*>([^<]*)</text>') do
     n = n + 1
     local chars = utf8.len(label)
-    T.ok(chars * 6.1 <= tonumber(w) + 1, string.format("label %q (%d chars) fits in %s px", label, chars, w))
+    T.ok(chars * CHAR_W <= tonumber(w) + 1, string.format("label %q (%d chars) fits in %s px", label, chars, w))
     if label:find("…", 1, true) then
       cut = cut + 1
       T.ok(title:find(label:gsub("…$", ""), 1, true), "the title holds the whole name: " .. title)

@@ -28,7 +28,7 @@ local RESULT_COLORS = { passed = "#8fd19e", failed = "#f08080", interrupted = "#
                         planned = "#ddd" }
 local STAGE_COLORS = { "#dbe9f6", "#fbe6c8", "#e0f0d8", "#efdcf2", "#f6f0c8", "#d8efef" }
 local ACTION = { stop = { "#c03030", "stop" }, signal = { "#e08020", "signal" }, start = { "#208040", "start" } }
-M.CHAR_W = 6.1 -- average width of an 11px sans-serif character
+M.CHAR_W = 6.7 -- width of an 11px sans-serif character, on the safe side (DejaVu Sans: ~6.3 average)
 
 -- Text that fits in `width` pixels: whole, cut with an ellipsis, or nil.
 local function fit(text, width)
