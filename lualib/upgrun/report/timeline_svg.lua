@@ -296,7 +296,8 @@ function M.render(doc, opts)
         add(fmt('<text x="%d" y="%.1f" class="sub yscale">%s</text>', left + PW + 4, Y(v) + 3, ms(v)))
       end
     else
-      add(fmt('<text x="%d" y="%d" class="sub">no ok sample</text>', left + 6, y + ph / 2))
+      add(fmt('<text x="%d" y="%d" class="sub">%s</text>', left + 6, y + ph / 2,
+        pr.series and "no ok sample" or "no latency series in this report (written before schema_version 1)"))
     end
     -- failed samples: a red tick per bucket, its height the failed share
     for _, c in ipairs(cols) do
