@@ -131,7 +131,8 @@ function M.new(spec)
   end
   p.service = spec.service or default_service(spec)
   p.kind = spec.kind or (spec.http and "http" or "function")
-  p.url = spec.url or (spec.http and spec.http.url)
+  -- (never a password in the URL's user info in the report)
+  p.url = spec.url or (spec.http and (spec.http.url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1")))
   return p
 end
 

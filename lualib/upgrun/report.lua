@@ -75,12 +75,10 @@ local function analyse_probe(run, pr, steps)
     b.probe = p.name
     if b.status == "fail" then run.budget_failures = run.budget_failures + 1 end
   end
-  run.series = run.series or {}
-  local cols = pr.stats.series:columns()
-  run.series[p.name] = cols
   -- The chart's buckets, one compact row each: [t0, t1, ok, bad, min, p50, p95, max]
-  -- (latencies null when the bucket had no ok sample).
-  -- (4 significant digits: the buckets' sketches are 5 % accurate).
+  -- (latencies null when the bucket had no ok sample; 4 significant digits:
+  -- the buckets' sketches are 5 % accurate).
+  local cols = pr.stats.series:columns()
   local function lat(v) return v and tonumber(string.format("%.4g", v)) or json.null end
   local rows = A {}
   for i, c in ipairs(cols) do

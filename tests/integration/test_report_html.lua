@@ -52,6 +52,12 @@ T.case("report.json validates against docs/report.schema.json; probes carry serv
   T.ok(#api.series.columns > 10, "chart buckets in the report")
 end)
 
+T.case("an http probe's defaults: service host:port, kind http, url without its user info", function()
+  local p = require("upgrun.probe").new { name = "n", http = { url = "http://admin:pw@ctl1:8774/v2.1?x=1" } }
+  T.eq(p.service, "ctl1:8774"); T.eq(p.kind, "http"); T.eq(p.url, "http://ctl1:8774/v2.1?x=1")
+  T.raises("service must be a string", require("upgrun.probe").new, { name = "n", fn = print, service = 3 })
+end)
+
 T.case("run.t0_wall keeps the milliseconds of run.started", function()
   local t0 = doc.run.t0_wall
   T.ok(math.type(t0) == "float" or t0 % 1 ~= 0 or doc.run.started:match("%.000Z$"), "t0_wall has a fraction")
