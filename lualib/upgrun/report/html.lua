@@ -15,7 +15,6 @@ end
 local function f3(v) return v and string.format("%.3f", v) or "" end
 local function ms(v) return v and string.format("%.1f", v * 1000) or "" end
 
-
 local function table_html(headers, rows)
   local t = { "<table><tr>" }
   for _, hd in ipairs(headers) do t[#t + 1] = "<th>" .. h(hd) .. "</th>" end
@@ -48,7 +47,7 @@ table{border-collapse:collapse;margin:6px 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f0f0f0} tr.bad td{background:#fde0e0} .passed{color:#070} .failed,.aborted{color:#b00}
 svg text.lbl{font:11px sans-serif} svg text.row{font:12px sans-serif;font-weight:bold}
-svg text.sub{font:10px sans-serif;fill:#555} #page-errors{display:none}
+svg text.sub{font:10px sans-serif;fill:#555} #page-errors{color:#b00} #page-errors:empty{display:none}
 .scroll{overflow-x:auto}
 </style></head><body><pre id="page-errors"></pre>]]
 end
