@@ -76,13 +76,13 @@ local P -- the parameters, set when the first stage starts
 -- ---------------------------------------------------------------- probes
 
 s:probe {
-  name = "nova servers.list",
+  name = "nova servers.list", service = "compute", kind = "http", url = "GET compute /servers?limit=50",
   fn = function(ctx) return ctx.cloud.compute:request("GET", "/servers?limit=50") end,
   rate = 5, timeout = 5, max_in_flight = 4, stages = { "before", "upgrade", "after" }, baseline = "before",
 }
 
 s:probe {
-  name = "nova version document",
+  name = "nova version document", service = "compute", kind = "http", url = "GET compute /",
   fn = function(ctx)
     return http.request { url = ctx.cloud.compute:version_url(), timeout = 2 }
   end,
@@ -91,13 +91,14 @@ s:probe {
 }
 
 s:probe {
-  name = "keystone token validation",
+  name = "keystone token validation", service = "identity", kind = "http", url = "GET identity /v3/auth/tokens",
   fn = function(ctx) return ctx.cloud.identity:validate(nil, { timeout = 5 }) end,
   rate = 2, timeout = 5, max_in_flight = 4, stages = { "before", "upgrade", "after" }, baseline = "before",
 }
 
 s:probe {
-  name = "nova server boot/delete cycle",
+  name = "nova server boot/delete cycle", service = "compute", kind = "workflow",
+  url = "POST compute /servers, wait ACTIVE, DELETE",
   fn = function(ctx)
     local c = ctx.cloud.compute
     local srv, err = c:create_server { name = "upgrun-probe-" .. os.time(), image = P.image,

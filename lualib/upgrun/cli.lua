@@ -11,7 +11,7 @@ local M = {}
 M.HELP = [[
 usage: upgrun [options] SCENARIO.lua [options] [--]   run a scenario
        upgrun SCRIPT.lua [args...]                    run a Lua script (a test, a tool)
-       upgrun compare RUN_A RUN_B                     compare the downtime of two runs
+       upgrun compare RUN_A RUN_B [--html FILE]       compare the downtime of two runs
        upgrun matrix MATRIX.yml [options]             run a scenario matrix (docs/ci.md)
        upgrun merge DIR... [-o OUT]                   merge runs and matrix shards
        upgrun -e 'lua code' [args...]                 run a string of Lua
@@ -40,7 +40,8 @@ Scenario options (before or after the scenario file; -- ends them):
   -h, --help             this text (after a scenario: its parameters too)
 
 Subcommands:
-  compare RUN_A RUN_B    downtime per step of two runs (output dirs or report.json)
+  compare RUN_A RUN_B    downtime per step of two runs (output dirs or report.json);
+                         --html FILE: a page with their timelines on one time scale
   matrix MATRIX.yml      run the cells of a scenario matrix (--list, --shard I/N,
                          --fail-fast; see upgrun-matrix(1), docs/ci.md)
   merge DIR... [-o OUT]  one junit.xml, summary.md and index.html for many runs

@@ -2,7 +2,8 @@
 -- two (or more) runs side by side — per API (probe) with its uncertainty,
 -- over all APIs, the DB migration time, and per step — so a manual and a
 -- rolling upgrade (or two releases) can be compared run against run. A run
--- is an output directory or its report.json.
+-- is an output directory or its report.json. `--html FILE` also writes the
+-- comparison as a page with each run's timeline (upgrun.report.compare_html).
 local cjson = require "cjson"
 
 local M = {}
@@ -94,19 +95,46 @@ function M.render(docs)
   return out
 end
 
+local USAGE = "usage: upgrun compare RUN_A RUN_B [RUN_C ...] [--html FILE]   (output directories or report.json)\n"
+
 function M.main(...)
-  local paths = { ... }
+  local args, paths, html_file = { ... }, {}, nil
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--html" then
+      html_file = args[i + 1]
+      if not html_file then io.stderr:write("upgrun compare: --html needs a file\n", USAGE); return 2 end
+      i = i + 1
+    elseif a:match("^%-%-html=") then
+      html_file = a:sub(8)
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      io.stderr:write("upgrun compare: unknown option ", a, "\n", USAGE)
+      return 2
+    else
+      paths[#paths + 1] = a
+    end
+    i = i + 1
+  end
   if #paths < 2 then
-    io.stderr:write("usage: upgrun compare RUN_A RUN_B [RUN_C ...]   (output directories or report.json)\n")
+    io.stderr:write(USAGE)
     return 2
   end
   local docs = {}
-  for i, path in ipairs(paths) do
+  for j, path in ipairs(paths) do
     local doc, err = read_report(path)
     if not doc then io.stderr:write("upgrun compare: ", err, "\n"); return 2 end
-    docs[i] = doc
+    docs[j] = doc
   end
   io.stdout:write(table.concat(M.render(docs), "\n"), "\n")
+  if html_file then
+    local labels = {}
+    for j, d in ipairs(docs) do labels[j] = string.char(64 + j) .. ": " .. label(d) end
+    local ok, err = require("upgrun.fs").write_file(html_file, require("upgrun.report.compare_html").render(docs,
+      labels))
+    if not ok then io.stderr:write("upgrun compare: ", html_file, ": ", tostring(err), "\n"); return 1 end
+    io.stdout:write("compare: ", html_file, "\n")
+  end
   return 0
 end
 

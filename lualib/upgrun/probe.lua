@@ -87,7 +87,17 @@ end
 -- Creates a probe from its declaration (see docs/scenarios.md):
 --   name, fn | http = {...}, interval (s) | rate (Hz), timeout (s, default
 --   min(5, 10 * interval) but at least 1), max_in_flight (default
---   ceil(timeout / interval) + 1, at most 16), expect, stages, budget, baseline.
+--   ceil(timeout / interval) + 1, at most 16), expect, stages, budget, baseline,
+--   service (the API it measures, e.g. "compute": reports group downtime by
+--   it; default the http URL's host:port, else the first word of the name),
+--   kind (default "http" with http =, else "function"), url (default the http
+--   URL; a function probe may name what it calls).
+local function default_service(spec)
+  local host = spec.http and spec.http.url:match("^%a[%w+.-]*://([^/?#]+)")
+  if host then return (host:gsub("^.*@", "")) end
+  return spec.name:match("^(%S+)") or spec.name
+end
+
 function M.new(spec)
   if type(spec) ~= "table" then error("probe: expects a table", 3) end
   if type(spec.name) ~= "string" or spec.name == "" then error("probe: needs a name", 3) end
@@ -114,6 +124,15 @@ function M.new(spec)
   p.budget = spec.budget
   p.baseline = spec.baseline or "before"
   p.description = spec.description
+  for _, k in ipairs { "service", "kind", "url" } do
+    if spec[k] ~= nil and type(spec[k]) ~= "string" then
+      error("probe " .. p.name .. ": " .. k .. " must be a string", 3)
+    end
+  end
+  p.service = spec.service or default_service(spec)
+  p.kind = spec.kind or (spec.http and "http" or "function")
+  -- (never a password in the URL's user info in the report)
+  p.url = spec.url or (spec.http and (spec.http.url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1")))
   return p
 end
 

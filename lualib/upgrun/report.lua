@@ -13,6 +13,10 @@ local steady = require "upgrun.steady"
 local M = {}
 local A = json.array
 
+-- report.json's schema version (docs/report.schema.json, docs/report.md):
+-- raised when a field changes meaning or goes away; new fields keep it.
+M.SCHEMA_VERSION = 1
+
 -- ---------------------------------------------------------------- analysis
 
 -- Innermost of the given steps: those none of whose children is in the set.
@@ -71,10 +75,19 @@ local function analyse_probe(run, pr, steps)
     b.probe = p.name
     if b.status == "fail" then run.budget_failures = run.budget_failures + 1 end
   end
-  run.series = run.series or {}
-  run.series[p.name] = pr.stats.series:columns()
+  -- The chart's buckets, one compact row each: [t0, t1, ok, bad, min, p50, p95, max]
+  -- (latencies null when the bucket had no ok sample; 4 significant digits:
+  -- the buckets' sketches are 5 % accurate).
+  local cols = pr.stats.series:columns()
+  local function lat(v) return v and tonumber(string.format("%.4g", v)) or json.null end
+  local rows = A {}
+  for i, c in ipairs(cols) do
+    rows[i] = A { c.t0, c.t1, c.ok, c.bad, lat(c.min), lat(c.p50), lat(c.p95), lat(c.max) }
+  end
   return {
-    name = p.name, description = p.description, interval = p.interval, configured_rate = 1 / p.interval,
+    name = p.name, description = p.description, service = p.service, kind = p.kind, url = p.url,
+    series = { fields = A { "t0", "t1", "ok", "bad", "min", "p50", "p95", "max" }, columns = rows },
+    interval = p.interval, configured_rate = 1 / p.interval,
     timeout = p.timeout, max_in_flight = p.max_in_flight, stages = p.stages and A(p.stages) or "all",
     sent = pr.sent, skipped = pr.skipped, counts = counts, active_time = active,
     rate = active > 0 and pr.sent / active or 0,
@@ -201,7 +214,7 @@ function M.document(run)
                                 default = p.secret and "***" or p.default }
   end
   local doc = {
-    format = "upgrun-report/1",
+    format = "upgrun-report/1", schema_version = M.SCHEMA_VERSION,
     scenario = { name = run.s.name, description = run.s.description, file = run.path },
     params = redacted_params(run), declared_params = declared,
     versions = run.versions,
@@ -262,7 +275,7 @@ function M.write_all(run)
     return fs.write_file(run.out .. "/junit.xml", require("upgrun.report.junit").render(doc))
   end)
   attempt("report.html", function()
-    return fs.write_file(run.out .. "/report.html", require("upgrun.report.html").render(doc, run))
+    return fs.write_file(run.out .. "/report.html", require("upgrun.report.html").render(doc))
   end)
   if #failed > 0 then output_failed(run, failed) end
   attempt("report.json", function() return json.write_file(run.out .. "/report.json", doc, " ") end)

@@ -85,6 +85,7 @@ T.case("the reports are written when there is room; report.json says which outpu
   local r = p:wait(30)
   T.eq(r.status, 1)
   local doc = cjson.decode((assert(read(out .. "/report.json"), "report.json written once there is room")))
+  T.valid_report(out)
   T.eq(doc.verdict, "failed")
   T.eq(doc.exit_code, 1)
   local names = table.concat(doc.output_errors or {}, "\n")

@@ -129,6 +129,7 @@ T.case("two shards one after the other, then merge: a suite per cell, summary, i
   T.eq(m2.cells[1].id, "503-1.5-b_first"); T.eq(m2.cells[1].exit_code, 1); T.eq(m2.cells[1].verdict, "failed")
   T.eq(m2.cells[1].params.order, "b_first")
   local rep = cjson.decode(read(TMP .. "/shard2/refused-0.2/report.json"))
+  T.valid_report(TMP .. "/shard2/refused-0.2")
   T.eq(rep.params.fault, "refused", "the cell ran with its parameters")
   T.near(rep.probes[1].downtime, 0.2, 0.1, "the refused port was seen as an outage")
 

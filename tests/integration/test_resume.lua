@@ -44,7 +44,11 @@ local function lines(path)
   return table.concat(out, ",")
 end
 
-local function report(dir) return cjson.decode((assert(read(dir .. "/report.json"), "report.json in " .. dir))) end
+local function report(dir)
+  local doc = cjson.decode((assert(read(dir .. "/report.json"), "report.json in " .. dir)))
+  T.valid_report(dir)
+  return doc
+end
 
 local function step(doc, path)
   for _, st in ipairs(doc.steps) do if st.path == path then return st end end

@@ -24,6 +24,7 @@ local read = T.read
 local function report(dir)
   local text = read(dir .. "/report.json")
   T.ok(text, "report.json in " .. dir)
+  T.valid_report(dir)
   return cjson.decode(text)
 end
 

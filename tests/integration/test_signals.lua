@@ -36,6 +36,7 @@ T.case("SIGHUP during a step: exit 3 and the partial report, like SIGTERM", func
   T.ok(r.stderr:find("SIGHUP", 1, true), r.stderr)
   local text = read(out .. "/report.json")
   T.ok(text, "report.json written")
+  T.valid_report(out)
   local doc = cjson.decode(text)
   T.eq(doc.aborted, true); T.eq(doc.exit_code, 3)
 end)
@@ -106,6 +107,7 @@ T.case("a closed stdout does not stop the run: every output file is written", fu
     T.ok(read(out .. "/" .. f), f .. " written")
   end
   T.eq(cjson.decode(read(out .. "/report.json")).exit_code, 0)
+  T.valid_report(out)
 end)
 
 T.case("`upgrun x.lua | head -1` still writes every output file", function()

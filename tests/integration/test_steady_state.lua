@@ -24,6 +24,7 @@ local function start_server(t0, windows, length)
 end
 
 local function read_report(out)
+  T.valid_report(out)
   local f = assert(io.open(out .. "/report.json"))
   local doc = cjson.decode(f:read("a"))
   f:close()

@@ -57,6 +57,7 @@ local function run(strategy)
                         "--set", "to_release=" .. TO },
                       { timeout = 1500, env_add = { OS_CLIENT_CONFIG_FILE = LAB .. "/clouds.yaml" } }))
   io.write(r.stdout, r.stderr)
+  T.valid_report(out)
   return r.status, read_json(out .. "/report.json"), r.stdout
 end
 
@@ -111,6 +112,18 @@ local function assert_run(strategy, code, doc)
       T.ok(p.sent > 20, p.name .. " sent samples")
     end
   end
+  -- probes name their API; the timeline page shows the run's service actions, in Chromium
+  T.eq(probe(doc, "nova servers.list").service, "compute")
+  T.eq(probe(doc, "keystone token validation").service, "identity")
+  local page = OUT .. "/" .. strategy .. "/report.html"
+  local r = proc.run({ "python3", SRC .. "/tests/integration/browser_check.py", page, page .. ".png" },
+    { timeout = 120 })
+  T.eq(r.status, 0, "browser_check: " .. tostring(r.stderr))
+  local b = cjson.decode(r.stdout)
+  T.eq(b.page_errors, "", "no script error"); T.eq(#b.console, 0, table.concat(b.console, "\n"))
+  T.ok((b.classes["svc-stop"] or 0) >= 4 and (b.classes["svc-start"] or 0) >= 4, "service stops and starts drawn")
+  T.ok((b.classes["band-minmax"] or 0) >= 3, "latency bands")
+  T.ok(b.png.nonwhite > 0.1, "not blank")
 end
 
 T.case("a release the inventory does not offer is refused, listing the offered ones", function()

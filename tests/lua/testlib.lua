@@ -131,6 +131,17 @@ function T.rng(seed, salt)
   return rnd, function(t) return t[rnd(#t)] end, function(p) return rnd(1000) <= p * 1000 end
 end
 
+-- Asserts that each report.json (or directory holding one) validates against
+-- docs/report.schema.json (tests/validate_report.py, python3-jsonschema).
+function T.valid_report(...)
+  local argv = { "python3", T.src("tests/validate_report.py"), ... }
+  local r = require("upgrun.proc").run(argv, { timeout = 60 })
+  if r.status ~= 0 then
+    T.fail("report.json does not validate against docs/report.schema.json:\n" .. tostring(r.stderr)
+      .. tostring(r.stdout), 2)
+  end
+end
+
 -- A new empty directory under /tmp (left for inspection after a failure).
 function T.tmpdir()
   local dir = os.tmpname()

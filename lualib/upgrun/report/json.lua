@@ -1,9 +1,31 @@
 -- upgrun.report.json — a JSON encoder for reports: keys sorted (stable,
 -- diffable reports), arrays kept as arrays even when empty (json.array{}),
--- NaN/inf written as null. Decoding uses cjson (require "cjson").
+-- NaN/inf and json.null written as null, numbers to 10 significant digits
+-- except large ones (>= 1e6: epoch seconds) which keep microseconds, arrays
+-- of numbers on one line. Decoding uses cjson (require "cjson").
 local M = {}
 
 local ARRAY = { __name = "json.array" }
+
+-- A value written as null (e.g. a hole in an array of numbers).
+M.null = setmetatable({}, { __name = "json.null" })
+
+local function scalar_array(t)
+  for i = 1, #t do
+    local x = t[i]
+    if type(x) ~= "number" and x ~= M.null then return false end
+  end
+  return true
+end
+
+local function number(v)
+  if math.type(v) == "integer" then return tostring(v) end
+  local a = math.abs(v)
+  if a >= 1e6 and a < 1e15 then
+    return (string.format("%.6f", v):gsub("0+$", ""):gsub("%.$", ""))
+  end
+  return string.format("%.10g", v)
+end
 
 -- Marks t as an array (so an empty t is written [] rather than {}).
 function M.array(t) return setmetatable(t or {}, ARRAY) end
@@ -31,14 +53,15 @@ local function enc(v, out, indent, depth)
   if tv == "string" then out[#out + 1] = esc(v)
   elseif tv == "number" then
     if v ~= v or v == math.huge or v == -math.huge then out[#out + 1] = "null"
-    elseif math.type(v) == "integer" then out[#out + 1] = tostring(v)
-    else out[#out + 1] = string.format("%.10g", v) end
+    else out[#out + 1] = number(v) end
   elseif tv == "boolean" then out[#out + 1] = v and "true" or "false"
+  elseif v == M.null then out[#out + 1] = "null"
   elseif tv == "table" then
     local nl = indent and ("\n" .. string.rep(indent, depth + 1)) or ""
     local close = indent and ("\n" .. string.rep(indent, depth)) or ""
     if is_array(v) then
       if #v == 0 then out[#out + 1] = "[]"; return end
+      if indent and scalar_array(v) then nl, close = "", "" end
       out[#out + 1] = "["
       for i = 1, #v do
         if i > 1 then out[#out + 1] = "," end
