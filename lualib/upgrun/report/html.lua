@@ -126,6 +126,7 @@ local function svg_timeline(doc, run)
     end
     y = y + ph + 4
   end
+  y = require("upgrun.report.watch").svg_lanes(doc, add, X, y, left, W - left - right, h) -- a lane per watch
   -- shade every outage lightly across the whole height
   local total_h = y + 24
   for _, w in ipairs(doc.overall and doc.overall.windows or {}) do
@@ -204,6 +205,9 @@ svg text.sub{font:10px sans-serif;fill:#555}
   end
   if #rows > 0 then add("<h2>Latency per stage</h2>"); add(table_html({ "probe", "stage", "ok samples", "p50 ms",
     "p95 ms", "p99 ms", "p95 vs baseline" }, rows)) end
+  rows = require("upgrun.report.watch").html_rows(doc)
+  if #rows > 0 then add("<h2>Watched resources</h2>"); add(table_html({ "watch", "resource", "at (s)", "change",
+    "during" }, rows)) end
   rows = {}
   for _, bu in ipairs(doc.budgets) do rows[#rows + 1] = { bu.probe, bu.key, bu.status, bu.message,
     class = bu.status == "fail" and "bad" or nil } end

@@ -92,6 +92,8 @@ function M.render(doc)
     cases[#cases + 1] = c
   end
   suites[#suites + 1] = { sc .. ".budgets", cases }
+  -- resource watches: a testcase per watched kind (upgrun.report.watch)
+  if doc.watch then suites[#suites + 1] = { sc .. ".watch", require("upgrun.report.watch").junit_cases(doc, sc) } end
   -- the steady-state checks (when on), and outputs that could not be written
   cases = {}
   for _, phase in ipairs { "start", "end" } do
