@@ -106,6 +106,7 @@ function Watch:fields_of(item)
   local out = {}
   for _, f in ipairs(self.fields) do
     local v = item[f[2]]
+    if type(v) == "number" then v = math.tointeger(v) or v end -- cjson reads 1 as 1.0
     if v ~= nil and type(v) ~= "userdata" and type(v) ~= "table" then out[f[1]] = v end
   end
   return out
