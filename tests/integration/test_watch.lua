@@ -286,6 +286,7 @@ end
 T.case("a run: stop, intended restart, deletion in an after-hook -> report.json watch, budget, junit, html, exit 1",
   function()
   local r, doc, out = run_scenario("faults")
+  io.write(r.stdout:match("\n(== .*)$") or r.stdout)
   T.eq(r.status, 1, "a vanished server fails the run: " .. r.stdout .. r.stderr)
   local w = doc.watch[1]
   T.eq(w.kind, "server"); T.eq(#w.resources, 3)
@@ -332,4 +333,5 @@ end)
 
 server:kill("TERM")
 server:wait(5)
+os.execute("rm -rf '" .. TMP .. "'")
 return T.done()

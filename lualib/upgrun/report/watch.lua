@@ -48,7 +48,10 @@ local function analyse_watch(run, wr, steps)
     local wins = A {}
     local unavailable, unc = 0, 0
     for _, win in ipairs(res.windows) do
-      local during = M.during(run, win.start, win["end"], steps)
+      -- a vanished resource: where it vanished (between the last poll that saw it and the first that did not)
+      local during = win.vanished and res.vanished
+        and M.during(run, res.vanished.last_seen or win.start, win.start, steps)
+        or M.during(run, win.start, win["end"], steps)
       wins[#wins + 1] = { start = win.start, ["end"] = win["end"], duration = win.duration,
                           uncertainty = win.uncertainty, start_uncertainty = win.start_uncertainty,
                           end_uncertainty = win.end_uncertainty, state = win.state, open = win.open,
@@ -154,9 +157,9 @@ function M.console_lines(run)
       r.intended_transitions, r.unavailable, r.vanished)
     for _, res in ipairs(r.resources) do
       for _, win in ipairs(res.windows) do
-        out[#out + 1] = string.format("      %s: at %8.3f s  %6.3f s ± %.3f  %s%s during %s", tostring(res.name),
+        out[#out + 1] = string.format("      %s: at %8.3f s  %6.3f s ± %.3f  %s%s %s %s", tostring(res.name),
           win.start, win.duration, win.uncertainty, win.state or "", win.open and " (until the end)" or "",
-          where_text(win.during))
+          win.vanished and "in" or "during", where_text(win.during))
       end
     end
   end
