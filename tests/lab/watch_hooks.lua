@@ -1,11 +1,11 @@
 -- tests/lab/watch_hooks.lua — site hooks (--hooks) for test_nova_scenario's watch run:
--- luacheck: globals hook
 -- after the DB migration the persistent server on the first compute host is deleted
 -- (the resource watch must say it vanished there), and before the controllers are
 -- upgraded the one on the second host is stopped, left SHUTOFF for 10 s and started
 -- again (the watch must count ~10 s of unavailability, attributed to this hook). The
 -- hooks put what they did on the timeline (watch_test_deleted, watch_test_stopped
 -- with the times SHUTOFF and ACTIVE were seen) for the test to compare with.
+-- luacheck: globals hook
 
 -- The persistent servers, by compute host.
 local function persistent(ctx)
