@@ -183,8 +183,20 @@ function M.junit_cases(doc, sc)
     local msgs = {}
     for _, f in ipairs(r.failures) do msgs[#msgs + 1] = f end
     for _, b in ipairs(r.budget) do if b.status == "fail" then msgs[#msgs + 1] = b.probe .. ": " .. b.message end end
+    local lines = {}
+    for _, res in ipairs(r.resources) do
+      for _, tr in ipairs(res.transitions) do
+        lines[#lines + 1] = string.format("%.3f s %s: %s%s (during %s)", tr.t, tostring(res.name), tr.changes,
+          tr.intended and " (intended)" or "", tr.step or "no step")
+      end
+      for _, win in ipairs(res.windows) do
+        lines[#lines + 1] = string.format("%.3f s %s: unavailable %.3f s ± %.3f, %s (%s)", win.start,
+          tostring(res.name), win.duration, win.uncertainty, win.state or "", where_text(win.during))
+      end
+    end
+    -- `out` is <system-out> where the junit writer has it
     local c = { classname = sc .. ".watch", name = "watch " .. r.name .. string.format(" (%d resources, %d changes, "
-      .. "%.3f s unavailable)", #r.resources, r.transitions, r.unavailable) }
+      .. "%.3f s unavailable)", #r.resources, r.transitions, r.unavailable), out = table.concat(lines, "\n") }
     if #msgs > 0 then c.status, c.message, c.body = "failure", msgs[1], table.concat(msgs, "\n") end
     cases[#cases + 1] = c
   end
