@@ -55,6 +55,7 @@ local s = scenario.new {
     list_rate = { default = 5, description = "Nova servers.list probes per second" },
     version_rate = { default = 20, description = "Nova version-document probes per second" },
     keystone_rate = { default = 2, secret = false, description = "Keystone token validations per second" },
+    watch_interval = { default = 2, description = "seconds between listings of the persistent servers (0: off)" },
     boot_interval = { default = 15, description = "seconds between server boot/delete cycles (0: off)" },
     stop_grace = { default = 30, description = "seconds a service gets after SIGTERM before SIGKILL" },
     service_timeout = { default = 180, description = "seconds to wait for a service to report up" },
@@ -116,6 +117,12 @@ s:probe {
   interval = 15, timeout = 170, max_in_flight = 2, stages = { "upgrade" },
 }
 
+-- The persistent servers (ledger kind "server"), listed every `watch_interval` s
+-- through every stage: each change of status, task/vm/power state or host on the
+-- timeline, with the step running; time not ACTIVE on the recorded host is that
+-- server's unavailability; a server that vanishes fails the run at once.
+s:watch { kind = "server", every = 2, stages = { "before", "upgrade", "after" } }
+
 -- Rates, budgets and choices are parameters: checked and applied once they
 -- are known, before any probe starts.
 s:setup(function(ctx)
@@ -156,6 +163,8 @@ s:setup(function(ctx)
                              ["keystone token validation"] = P.keystone_rate }) do
     if rate > 0 then s:probe_named(probe).interval = 1 / rate else s:probe_named(probe).stages = {} end
   end
+  local w = s.watches[1]
+  if P.watch_interval > 0 then w.every = P.watch_interval else w.stages = {} end
   local cycle = s:probe_named("nova server boot/delete cycle")
   if P.boot_interval > 0 then cycle.interval = P.boot_interval else cycle.stages = {} end
   if P.strategy == "rolling" then
@@ -194,6 +203,15 @@ local function services_up(ctx, label, since)
   return nova.wait_services_up(ctx, expected, { timeout = P.service_timeout, label = label, since = since })
 end
 
+
+-- Stops a server and starts it again (the watch is told: ctx:intend); returns ok, detail.
+local function stop_start(compute, id)
+  local ok, e = compute:stop(id)
+  if ok then ok, e = compute:wait_status(id, "SHUTOFF", 120) end
+  if ok then ok, e = compute:start(id) end
+  if ok then ok, e = compute:wait_status(id, "ACTIVE", 120) end
+  return ok ~= nil, ok and "stopped and started" or tostring(e)
+end
 
 local function checks_at(where)
   for _, w in ipairs(P.checks_at) do if w == where then return true end end
@@ -322,11 +340,7 @@ local function mixed_checks_step(ctx)
       for rec in ctx.ledger:each("server") do
         local name = rec.data.name or rec.id
         ctx:check(name .. " accepts actions in the mixed state (stop/start)", function()
-          local ok, e = compute:stop(rec.id)
-          if ok then ok, e = compute:wait_status(rec.id, "SHUTOFF", 120) end
-          if ok then ok, e = compute:start(rec.id) end
-          if ok then ok, e = compute:wait_status(rec.id, "ACTIVE", 120) end
-          return ok ~= nil, ok and "stopped and started" or tostring(e)
+          return ctx:intend("server", rec.id, stop_start, compute, rec.id)
         end)
       end
       lifecycle.run(ctx, test_server_opts())
@@ -464,11 +478,7 @@ s:stage("after", function(ctx)
         ctx:check(name .. " in the same state", srv.status == rec.data.status, srv.status .. ", was "
           .. tostring(rec.data.status))
         ctx:check(name .. " accepts actions (stop/start)", function()
-          local ok, e = compute:stop(rec.id)
-          if ok then ok, e = compute:wait_status(rec.id, "SHUTOFF", 120) end
-          if ok then ok, e = compute:start(rec.id) end
-          if ok then ok, e = compute:wait_status(rec.id, "ACTIVE", 120) end
-          return ok ~= nil, ok and "stopped and started" or tostring(e)
+          return ctx:intend("server", rec.id, stop_start, compute, rec.id)
         end)
       end
     end

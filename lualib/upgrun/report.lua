@@ -9,6 +9,7 @@
 local json = require "upgrun.report.json"
 local outages = require "upgrun.outages"
 local steady = require "upgrun.steady"
+local watch_report = require "upgrun.report.watch"
 
 local M = {}
 local A = json.array
@@ -153,6 +154,7 @@ function M.analyse(run)
     end
   end
   run.hook_points = hp
+  watch_report.analyse(run)
 end
 
 -- ---------------------------------------------------------------- report.json
@@ -195,6 +197,7 @@ function M.document(run)
   local budgets = A {}
   for _, pr in ipairs(run.probe_reports) do for _, b in ipairs(pr.budget) do budgets[#budgets + 1] = b end end
   for _, b in ipairs(run.overall.budget) do budgets[#budgets + 1] = b end
+  for _, b in ipairs(watch_report.budgets(run.watch_reports)) do budgets[#budgets + 1] = b end
   local hooks = A {}
   for i, h in ipairs(run.hooks_run) do hooks[i] = h end
   local checks = A {}
@@ -228,6 +231,7 @@ function M.document(run)
     budgets = budgets, resources = resources, timeline = timeline, steady_state = run.steady,
     output_errors = run.output_errors and A(run.output_errors) or nil,
     resumed = run.resumed, -- --resume / --from-step: {from, from_step, passed_earlier}
+    watch = run.watch_reports and #run.watch_reports > 0 and run.watch_reports or nil, -- s:watch (report/watch.lua)
   }
   return doc
 end
@@ -303,6 +307,7 @@ function M.console(run)
     end
     if #run.probe_reports > 1 then p("  %-28s %7.3f s", "(any API)", run.overall.downtime) end
   end
+  for _, l in ipairs(watch_report.console_lines(run)) do p("%s", l) end
   local hp = {}
   for k in pairs(run.hook_points or {}) do hp[#hp + 1] = k end
   table.sort(hp)
@@ -343,6 +348,7 @@ function M.console(run)
     if b.status == "fail" then failed[#failed + 1] = "budget " .. b.probe .. " " .. b.key .. ": " .. b.message end
   end
   for _, e in ipairs(run.output_errors or {}) do failed[#failed + 1] = "output not written: " .. e end
+  for _, l in ipairs(watch_report.problems(run)) do failed[#failed + 1] = l end
   if run.steady and run.steady.failure then failed[#failed + 1] = run.steady.failure end
   if #failed > 0 then
     p("problems:")

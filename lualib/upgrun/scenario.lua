@@ -10,6 +10,8 @@
 --   s:stage(name, [opts,] fn(ctx))          opts: needs = {"before"}, description
 --   s:probe{name =, fn = | http = {url =}, interval = | rate =, timeout =, max_in_flight =,
 --           stages = {...}, expect = {...}, budget = {...}}
+--   s:watch{kind = "server", every = 2, stages =, expect =, budget = {max_unavailable =}}
+--                                            follows every ledger record of that kind (upgrun.watch)
 --   s:hook(point, "before"|"after", fn(ctx, step), [opts])   point: a step name, a hook point, or "*"
 --   s:cleanup(kind, fn(ctx, rec))            cleans persistent resources of that kind at the end
 --   s:budget{...}                            the scenario-wide budget
@@ -17,6 +19,7 @@
 --   s:probe_named(name)                      a declared probe (to adjust it in setup)
 -- The step context (ctx:step, ctx:check, ...) is upgrun.runner.context.
 local probe = require "upgrun.probe"
+local watch = require "upgrun.watch"
 local errors = require "upgrun.errors"
 local redact = require "upgrun.redact"
 local steady = require "upgrun.steady"
@@ -66,7 +69,7 @@ function M.new(spec)
   local s = setmetatable({
     name = spec.name, description = spec.description or "",
     params = {}, param_order = {},
-    stages = {}, probes = {}, hooks = {}, cleanups = {}, setups = {},
+    stages = {}, probes = {}, watches = {}, hooks = {}, cleanups = {}, setups = {},
     scenario_budget = spec.budget, declared_at = where(2), probe_where = {}, probe_baseline_given = {},
   }, Scenario)
   local names = {}
@@ -118,6 +121,17 @@ function Scenario:probe(spec)
   self.probe_where[p] = where(2)
   if spec.baseline ~= nil then self.probe_baseline_given[p] = true end
   return p
+end
+
+-- Declares a resource watch (upgrun.watch): every live ledger record of
+-- `kind` is listed every `every` s during the stages it covers.
+function Scenario:watch(spec)
+  local w = watch.new(spec, where(2))
+  for _, q in ipairs(self.watches) do
+    if q.name == w.name then error("watch " .. w.name .. " is declared twice", 2) end
+  end
+  self.watches[#self.watches + 1] = w
+  return w
 end
 
 -- s:hook(point, when, fn, opts): `point` is a step name, a named hook point

@@ -8,7 +8,11 @@
 -- data migrations ran to the end, and the rolling upgrade kept the Nova API out
 -- for less time than the manual one (UPGRUN_LAB_TO_RELEASE=zed-u5: across the
 -- quick pair instead). Also: a release the inventory does not
--- offer is refused (exit 2) with the offered ones listed.
+-- offer is refused (exit 2) with the offered ones listed. The resource watch
+-- (s:watch on the persistent servers): the clean rolling run shows no change
+-- that was not made on purpose; a short run with tests/lab/watch_hooks.lua
+-- (one server deleted after the DB migration, the other stopped for 10 s)
+-- names where it vanished and counts the 10 s, attributed to the hook.
 local T = require "testlib"
 local proc = require "upgrun.proc"
 local cjson = require "cjson"
@@ -45,17 +49,18 @@ local function delete_leftovers()
   end
 end
 
--- Runs the scenario with one strategy; returns exit code, report, console output.
-local function run(strategy)
+-- Runs the scenario with one strategy (and extra arguments, output directory
+-- `name`); returns exit code, report, console output.
+local function run(strategy, extra, name)
   delete_leftovers()
   local r = sh({ SRC .. "/tests/lab/reset" }, 600)
   assert(r.status == 0, "tests/lab/reset failed: " .. r.stdout .. r.stderr)
-  local out = OUT .. "/" .. strategy
+  local out = OUT .. "/" .. (name or strategy)
   sh({ "rm", "-rf", out })
-  r = assert(proc.run({ BIN, SRC .. "/scenarios/nova_mitaka_newton.lua", "-i", LAB .. "/inventory.yml",
-                        "--cloud", "upgrun-lab", "-o", out, "--set", "strategy=" .. strategy,
-                        "--set", "to_release=" .. TO },
-                      { timeout = 1500, env_add = { OS_CLIENT_CONFIG_FILE = LAB .. "/clouds.yaml" } }))
+  local argv = { BIN, SRC .. "/scenarios/nova_mitaka_newton.lua", "-i", LAB .. "/inventory.yml",
+                 "--cloud", "upgrun-lab", "-o", out, "--set", "strategy=" .. strategy, "--set", "to_release=" .. TO }
+  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+  r = assert(proc.run(argv, { timeout = 1500, env_add = { OS_CLIENT_CONFIG_FILE = LAB .. "/clouds.yaml" } }))
   io.write(r.stdout, r.stderr)
   T.valid_report(out)
   return r.status, read_json(out .. "/report.json"), r.stdout
@@ -146,6 +151,21 @@ T.case("rolling upgrade on the lab", function()
                             .. ")" }) do
     T.eq(names[want], "passed", "step " .. want)
   end
+  -- the watch of the persistent servers: every change was one the scenario made on purpose
+  local w = doc.watch and doc.watch[1]
+  T.ok(w and w.kind == "server", "the persistent servers are watched")
+  T.eq(#w.resources, 2)
+  local unexpected = {}
+  for _, res in ipairs(w.resources) do
+    for _, tr in ipairs(res.transitions) do
+      if not tr.intended then unexpected[#unexpected + 1] = res.name .. " at " .. tr.t .. ": " .. tr.changes end
+    end
+  end
+  T.eq(#unexpected, 0, "a clean rolling run shows 0 unexpected transitions: " .. table.concat(unexpected, "; "))
+  T.eq(w.unexpected_transitions, 0); T.eq(w.unavailable, 0); T.eq(w.vanished, 0)
+  T.ok(w.intended_transitions >= 2, "the stop/start checks were seen: " .. w.intended_transitions)
+  T.ok(w.polls > 30, "listed every 2 s through the run: " .. w.polls .. " polls")
+  T.ok(w.requests <= w.polls + w.list_errors, "one list request per poll (2 servers, one page)")
 end)
 
 T.case("manual upgrade on the lab", function()
@@ -166,6 +186,40 @@ T.case("rolling keeps the Nova API out for less time than manual", function()
   T.eq(cmp.status, 0)
   T.ok(cmp.stdout:find("nova version document", 1, true), cmp.stdout)
   io.write(cmp.stdout)
+end)
+
+T.case("watch: a server deleted after the DB migration, another stopped for 10 s (--hooks)", function()
+  local code, doc, stdout = run("rolling", { "--hooks", SRC .. "/tests/lab/watch_hooks.lua", "--set",
+    "checks_at=before", "--set", "boot_interval=0" }, "watch-hooks")
+  T.eq(code, 1, "a vanished server fails the run")
+  local deleted, stopped
+  for _, e in ipairs(doc.timeline) do
+    if e.kind == "watch_test_deleted" then deleted = e elseif e.kind == "watch_test_stopped" then stopped = e end
+  end
+  assert(deleted and stopped, "both hooks ran")
+  local w = doc.watch[1]
+  local byid = {}
+  for _, res in ipairs(w.resources) do byid[res.id] = res end
+  -- the deleted one: vanished, in the hook after "3. DB expansion"
+  local gone = byid[deleted.id]
+  T.ok(gone.vanished, "the deleted server vanished")
+  local where = table.concat(gone.vanished.during, "; ")
+  T.ok(where:find("hook after db_migration (of 3. DB expansion)", 1, true), "vanished in: " .. where)
+  T.eq(w.vanished, 1)
+  T.ok(stdout:find("watch: server " .. deleted.name, 1, true), "the console names it among the problems")
+  -- the stopped one: unavailable for the time it was SHUTOFF (10 s and the start), ± the interval
+  local res = byid[stopped.id]
+  T.eq(#res.windows, 1)
+  local shut = stopped.on - stopped.off
+  io.write(string.format("stopped server: SHUTOFF seen for %.3f s by the hook, unavailable %.3f s ± %.3f by the "
+    .. "watch\n", shut, res.unavailable, res.windows[1].uncertainty))
+  T.ok(shut >= 10, "the hook kept it stopped 10 s")
+  T.near(res.unavailable, shut, w.every + 0.5, "unavailability = the SHUTOFF time ± the watch interval")
+  T.ok(table.concat(res.windows[1].during, "; "):find("hook before 4. controllers", 1, true),
+    "attributed to the hook: " .. table.concat(res.windows[1].during, "; "))
+  local unexpected = 0
+  for _, tr in ipairs(res.transitions) do if not tr.intended then unexpected = unexpected + 1 end end
+  T.ok(unexpected >= 2, "the stop and the start are unexpected transitions: " .. unexpected)
 end)
 
 return T.done()

@@ -12,7 +12,10 @@
 #                              server create/get/action/delete with a small state machine.
 #   /image/v2/images...        list/find, create, PUT file, get, delete.
 #   /_requests                 GET: every request seen (method, path, headers, body).
-#   /_control                  POST JSON: settings (token_ttl, nova_max, broken=...).
+#   /_control                  POST JSON: settings (token_ttl, nova_max, broken=...);
+#                              servers_add {n, prefix, host} adds n ACTIVE servers (replies
+#                              their ids), servers_set {id: {field: value}} changes fields,
+#                              servers_remove [id...] makes servers vanish (the resource watch tests).
 # Every reply carries x-openstack-request-id "req-fixture-<n>".
 import json, os, sys, threading, time, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,13 +127,29 @@ class H(BaseHTTPRequestHandler):
                     STATE["requests"].clear()
             return self.reply(200, {"requests": reqs, "auths": STATE["auths"]})
         if path == "/_control":
+            added = []
             with LOCK:
                 for k, v in (body or {}).items():
                     if k == "revoke_all" and v:
                         STATE["tokens"].clear()
+                    elif k == "servers_add":
+                        for i in range(int(v.get("n", 1))):
+                            sid = str(uuid.uuid4())
+                            STATE["servers"][sid] = {
+                                "id": sid, "name": "%s%d" % (v.get("prefix", "srv-"), i), "status": "ACTIVE",
+                                "OS-EXT-STS:task_state": None, "OS-EXT-STS:vm_state": "active",
+                                "OS-EXT-STS:power_state": 1, "OS-EXT-SRV-ATTR:host": v.get("host", "cmp1"),
+                                "_gets": 0}
+                            added.append(sid)
+                    elif k == "servers_set":
+                        for sid, fields in v.items():
+                            STATE["servers"][sid].update(fields)
+                    elif k == "servers_remove":
+                        for sid in v:
+                            STATE["servers"].pop(sid, None)
                     else:
                         STATE[k] = v
-            return self.reply(200, {"ok": True})
+            return self.reply(200, {"ok": True, "added": added})
         self.reply(404, {"error": "no such control"})
 
     # ---- keystone --------------------------------------------------------------

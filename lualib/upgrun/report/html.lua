@@ -108,6 +108,9 @@ function M.render(doc)
   end
   if #rows > 0 then add("<h2>Latency per stage</h2>"); add(table_html({ "probe", "stage", "ok samples", "p50 ms",
     "p95 ms", "p99 ms", "p95 vs baseline" }, rows)) end
+  rows = require("upgrun.report.watch").html_rows(doc)
+  if #rows > 0 then add("<h2>Watched resources</h2>"); add(table_html({ "watch", "resource", "at (s)", "change",
+    "during" }, rows)) end
   rows = {}
   for _, bu in ipairs(doc.budgets) do rows[#rows + 1] = { bu.probe, bu.key, bu.status, bu.message,
     class = bu.status == "fail" and "bad" or nil } end

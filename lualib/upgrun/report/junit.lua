@@ -300,6 +300,11 @@ function M.render(doc)
     cases[#cases + 1] = c
   end
   suites[#suites + 1] = { name = sc .. ".budgets", cases = cases }
+  -- resource watches: a testcase per watched kind (upgrun.report.watch)
+  if doc.watch then
+    local watch_cases = require("upgrun.report.watch").junit_cases(doc, cls(sc, "watch"))
+    suites[#suites + 1] = { name = sc .. ".watch", cases = watch_cases }
+  end
   -- the steady-state checks (when on), and outputs that could not be written
   cases = {}
   for _, phase in ipairs { "start", "end" } do

@@ -311,6 +311,8 @@ function M.render(doc, opts)
     end
     y = y + ph + 4
   end
+  -- a lane per resource watch (upgrun.report.watch)
+  y = require("upgrun.report.watch").svg_lanes(doc, add, X, y, left, PW, h)
 
   -- the union of outages shaded lightly across every lane; tick gridlines
   for _, w in ipairs(doc.overall and doc.overall.windows or {}) do

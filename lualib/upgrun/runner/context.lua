@@ -6,6 +6,7 @@
 --   ctx:step(name, [opts,] fn) | ctx:step{name =, fn =, hook_point =, nodes =, continue_on_error =, timeout =}
 --   ctx:check(name, ok_or_fn, detail) -> ok      ctx:skip(name, reason)
 --   ctx:log(fmt, ...)  ctx:event(kind, fields)  ctx:version(component, value)
+--   ctx:intend(kind, id, fn, ...)  the watched resource changes on purpose while fn runs
 --   ctx:sleep(s)  ctx:failed()  ctx:spawn(name, fn, ...)  ctx:parallel(items, fn, {max =})
 --   ctx.params, ctx.out, ctx.stage, ctx.plan, ctx.ledger, ctx.timeline, ctx.inventory, ctx.cloud
 local task = require "upgrun.task"
@@ -121,6 +122,16 @@ end
 function Ctx:version(component, value)
   self._run.versions[component] = value
   self._run.tl:event("version", { component = component, value = value })
+end
+
+-- Runs fn(...) and returns its results; changes a resource watch
+-- (s:watch) sees on resource (kind, id) meanwhile, and up to one interval
+-- after, are recorded as intended, not as unavailability (e.g. a check that
+-- stops and starts a persistent server).
+function Ctx:intend(kind, id, fn, ...)
+  local w = self._run.watching
+  if not w then return fn(...) end
+  return w:intend(kind, id, fn, ...)
 end
 
 function Ctx.sleep(_, s) return time.sleep(s) end

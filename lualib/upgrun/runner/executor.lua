@@ -259,6 +259,7 @@ function Exec:run_stage(ctx, stage)
   sr.start, sr.wall_start = run.tl:now(), run.tl:wall()
   run.tl:event("stage_start", { stage = stage.name, t = sr.start, wall = sr.wall_start })
   run.probing:enter_stage(ctx, stage.name, function() return run:current_step() end)
+  if run.watching then run.watching:enter_stage(ctx, stage.name) end
   local ok, e = xpcall(stage.fn, error_handler, ctx)
   sr["end"], sr.wall_end = run.tl:now(), run.tl:wall()
   sr.duration = sr["end"] - sr.start
@@ -347,6 +348,7 @@ function Exec:execute(ctx)
   end
   if is_steady and not run.aborted then steady.check(run, ctx, "end") end
   run.probing:stop_all()
+  if run.watching then run.watching:stop_all() end
   self:cleanup(ctx) -- on abort: only marks the resources kept (nothing can wait)
   if not run.aborted then
     run.probing:drain() -- samples still in flight finish within their timeout

@@ -23,6 +23,7 @@ local validate = require "upgrun.runner.validate"
 local jsonlog = require "upgrun.runner.jsonlog"
 local resume = require "upgrun.runner.resume"
 local probing = require "upgrun.probing"
+local watching = require "upgrun.watching"
 local sample_log = require "upgrun.sample_log"
 local report = require "upgrun.report"
 local task = require "upgrun.task"
@@ -146,6 +147,7 @@ local function run_for_real(s, run)
   if not run.sample_log then unsub(); return fail_early(serr) end
   run.probing = probing.new(s.probes, run.tl, { log = run.sample_log,
     on_event = function(kind, fields) run.tl:event(kind, fields) end })
+  run.watching = watching.new(s.watches, run)
   local close_events
   if opts.events then
     local listener, close_or_err = jsonlog.open(opts.events, function(x) return run:redact(x) end)
@@ -183,6 +185,7 @@ local function run_for_real(s, run)
   unsub()
   if close_events then close_events() end
   run.probing:finish() -- samples still in flight are cut at the run's end
+  run.watching:finish(run.run_end)
   local missing = run.resume_gate and run.resume_gate:missing()
   if missing then
     run.sample_log:close()

@@ -232,6 +232,11 @@ function Plan:execute(ctx)
       p.stages and (#p.stages > 0 and table.concat(p.stages, ", ") or "(none: off)") or "all",
       b ~= "" and ("; budget " .. b) or ""))
   end
+  for _, w in ipairs(s.watches or {}) do
+    self:say(string.format("watch %s: every live ledger record of kind %s, listed every %g s, stages: %s%s", w.name,
+      w.kind, w.every, w.stages and (#w.stages > 0 and table.concat(w.stages, ", ") or "(none: off)") or "all",
+      w.budget and w.budget.max_unavailable and ("; budget max_unavailable=" .. w.budget.max_unavailable) or ""))
+  end
   self:say("hooks:")
   for _, h in ipairs(s.hooks) do self:say(string.format("  %s (%s)", h.name, tostring(h.source))) end
   local kinds = {}

@@ -73,6 +73,14 @@ function M.scenario(s, before_setup)
     check_budget(p.budget, "probe " .. p.name, where, problems)
   end
   check_budget(s.scenario_budget, "scenario", s.budget_where or s.declared_at, problems)
+  for _, w in ipairs(s.watches or {}) do
+    for _, name in ipairs(type(w.stages) == "table" and w.stages or {}) do
+      if not stages[name] then
+        problems[#problems + 1] = string.format("%s: watch %s runs in stage %q, which is not declared (stages: %s)",
+          w.where, w.name, tostring(name), known)
+      end
+    end
+  end
   for _, h in ipairs(s.hooks) do
     if stages[h.point] then
       problems[#problems + 1] = string.format("%s: hook %q: %s is a stage; hooks attach to a step name, a step's "
