@@ -72,7 +72,7 @@ T.case("the validator rejects a report missing a field or with a wrong type, nam
   bad.probes[1].service = nil
   bad.run.t0_wall = "yesterday"
   local f = assert(io.open(TMP .. "/bad.json", "w")); f:write(cjson.encode(bad)); f:close()
-  local r = proc.run({ "python3", T.src("tests/validate_report.py"), TMP .. "/bad.json" }, { timeout = 60 })
+  local r = proc.run({ "/usr/bin/python3", T.src("tests/validate_report.py"), TMP .. "/bad.json" }, { timeout = 60 })
   T.eq(r.status, 1)
   T.ok(r.stderr:find("/probes/0: 'service' is a required property", 1, true), r.stderr)
   T.ok(r.stderr:find("/run/t0_wall", 1, true), r.stderr)

@@ -275,6 +275,7 @@ local function run_scenario(mode)
   local f = assert(io.open(out .. "/report.json"), "no report.json: " .. r.stdout .. r.stderr)
   local doc = cjson.decode(f:read("a"))
   f:close()
+  T.valid_report(out)
   return r, doc, out
 end
 

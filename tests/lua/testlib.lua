@@ -134,7 +134,7 @@ end
 -- Asserts that each report.json (or directory holding one) validates against
 -- docs/report.schema.json (tests/validate_report.py, python3-jsonschema).
 function T.valid_report(...)
-  local argv = { "python3", T.src("tests/validate_report.py"), ... }
+  local argv = { "/usr/bin/python3", T.src("tests/validate_report.py"), ... } -- Debian's, with python3-jsonschema
   local r = require("upgrun.proc").run(argv, { timeout = 60 })
   if r.status ~= 0 then
     T.fail("report.json does not validate against docs/report.schema.json:\n" .. tostring(r.stderr)
