@@ -13,12 +13,25 @@ local M = {}
 local Watching = {}
 Watching.__index = Watching
 
+-- What runs now: the innermost steps, else a hook running between steps
+-- ("hook NAME (of STEP)"), else nil.
+local function running(run)
+  local s = run:current_step()
+  if s then return s end
+  for i = #run.hooks_run, 1, -1 do
+    local h = run.hooks_run[i]
+    if h.start and not h["end"] then return string.format("hook %s (of %s)", h.name, tostring(h.step)) end
+  end
+  return nil
+end
+M.running = running
+
 function M.new(watches, run)
   local self = setmetatable({ runs = {}, run = run }, Watching)
   for _, w in ipairs(watches or {}) do
     self.runs[#self.runs + 1] = watch_run.new(w, {
       tl = run.tl, ledger = run.ledger,
-      current_step = function() return run:current_step() end,
+      current_step = function() return running(run) end,
       event = function(kind, fields) run.tl:event(kind, fields) end,
       on_vanish = function() run:fail_in_stage(run.cur_stage) end,
     })

@@ -305,6 +305,7 @@ T.case("a run: stop, intended restart, deletion in an after-hook -> report.json 
   T.ok(p3.vanished, "persist-3 vanished")
   local during = table.concat(p3.vanished.during, "; ")
   T.ok(during:find("hook after db_migration (of 3. DB expansion)", 1, true), during)
+  T.eq(p3.vanished.step, "hook after db_migration (of 3. DB expansion)", "seen gone while the hook ran")
   T.eq(w.vanished, 1); T.eq(w.unexpected_transitions, 2); T.eq(w.intended_transitions, 2)
   -- budget max_unavailable = 1 s: persist-1 (1.5 s) fails it, persist-2 passes
   local fails = {}
