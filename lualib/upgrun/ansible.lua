@@ -30,6 +30,7 @@
 -- (killed; the message names the task that was running). Messages never
 -- carry a secret value (replaced by ***).
 local proc = require "upgrun.proc"
+local dir_lib = require "upgrun.dir"
 local time = require "upgrun.time"
 local cjson = require "cjson"
 local terminate = require "upgrun.terminate"
@@ -67,8 +68,21 @@ local function write_file(path, text, mode)
   return true
 end
 
--- A private directory (0700) for the callback and the extra-vars file; its
--- removal is synchronous (it also runs after a cancellation).
+-- Stops the SSH ControlPersist masters of a run (their sockets in cp_dir):
+-- they detach from the process group and would outlive the run.
+local function stop_masters(cp_dir)
+  local entries = dir_lib.list(cp_dir)
+  for _, e in ipairs(entries or {}) do
+    local sock = cp_dir .. "/" .. e.name
+    os.execute("ssh -o ControlPath=" .. shq(sock) .. " -O exit upgrun-ansible >/dev/null 2>&1")
+    os.remove(sock)
+  end
+  os.remove(cp_dir)
+end
+
+-- A private directory (0700) for the callback, the extra-vars file and the
+-- SSH control sockets; its removal is synchronous (it also runs after a
+-- cancellation).
 local function private_dir()
   local r, err = proc.run({ "mktemp", "-d", (os.getenv("TMPDIR") or "/tmp") .. "/upgrun-ansible.XXXXXX" },
                           { timeout = 10, check = true })
@@ -79,6 +93,7 @@ local function private_dir()
     __close = function()
       for i = #files, 1, -1 do os.remove(files[i]) end
       os.remove(dir .. "/callback")
+      stop_masters(dir .. "/cp")
       os.remove(dir)
     end })
   function d.add(rel, text, mode)
@@ -262,6 +277,9 @@ function M.run(o)
     ANSIBLE_CALLBACK_PLUGINS = dir.path .. "/callback" .. (os.getenv("ANSIBLE_CALLBACK_PLUGINS")
       and (":" .. os.getenv("ANSIBLE_CALLBACK_PLUGINS")) or ""),
     ANSIBLE_LOAD_CALLBACK_PLUGINS = "1", ANSIBLE_NOCOLOR = "1", ANSIBLE_FORCE_COLOR = "0",
+    -- SSH masters of this run only: one left by an earlier run to the same
+    -- host:port:user would be reused without checking the host key again
+    ANSIBLE_SSH_CONTROL_PATH_DIR = os.getenv("ANSIBLE_SSH_CONTROL_PATH_DIR") or (dir.path .. "/cp"),
     ANSIBLE_RETRY_FILES_ENABLED = "0", PYTHONDONTWRITEBYTECODE = "1", PYTHONUNBUFFERED = "1",
   }
   for k, v in pairs(o.env or {}) do env[k] = tostring(v) end

@@ -69,7 +69,7 @@ local function inventory_sources(run)
     local path = run.out .. "/ansible-ssh.yml"
     local f = assert(io.open(path, "wb"))
     f:write("# written by upgrun: the SSH settings upgrun uses (upgrun_known_hosts, upgrun_host_key_policy)\n",
-            cjson.encode({ all = { hosts = hosts } }), "\n")
+            (cjson.encode({ all = { hosts = hosts } }):gsub("\\/", "/")), "\n")
     f:close()
     sources[#sources + 1] = path
   end
