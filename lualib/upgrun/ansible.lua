@@ -262,7 +262,9 @@ function M.run(o)
   fh:close()
 
   local dir <close>, derr = private_dir()
-  if not dir then return nil, errors.new("io", "ansible: cannot make a temporary directory: " .. errors.message(derr)) end
+  if not dir then
+    return nil, errors.new("io", "ansible: cannot make a temporary directory: " .. errors.message(derr))
+  end
   os.execute("mkdir -m 700 " .. shq(dir.path .. "/callback"))
   dir.add("callback/upgrun_events.py", callback_source)
   local ev = {}
