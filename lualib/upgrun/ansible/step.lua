@@ -65,7 +65,7 @@ local function inventory_sources(run)
     local args = n.vars.ansible_ssh_common_args == nil and ssh_args(n)
     if args then hosts[n.name] = { ansible_ssh_common_args = args }; any = true end
   end
-  if any and run.out then
+  if any and run.out and not run.plan then
     local path = run.out .. "/ansible-ssh.yml"
     local f = assert(io.open(path, "wb"))
     f:write("# written by upgrun: the SSH settings upgrun uses (upgrun_known_hosts, upgrun_host_key_policy)\n",
