@@ -6,7 +6,8 @@
 -- var never in the report, a playbook syntax error naming file and line, a
 -- timeout and a Ctrl-C (SIGINT) killing ansible-playbook's whole process
 -- group (its forked worker's `sleep` included), and the SSH host keys upgrun
--- checks (upgrun_known_hosts) being the ones Ansible checks.
+-- checks (upgrun_known_hosts) being the ones Ansible checks; the Nova
+-- scenario's scenarios/playbooks/nova_code_switch.yml on the sshd nodes.
 local T = require "testlib"
 local H = require "sshd_harness"
 local cjson = require "cjson"
@@ -216,6 +217,31 @@ T.case("Ctrl-C (SIGINT) during a playbook: exit 3, the whole process group kille
   local doc = cjson.decode(T.read(TMP .. "/int/report.json"))
   T.eq(step(doc, "ansible-playbook sleep.yml").result, "interrupted")
   T.ok(not T.read(TMP .. "/int/report.json"):find(SECRET, 1, true))
+end)
+
+T.case("the Nova scenario's code-switch playbook runs each node's nova_code_switch and checks it", function()
+  local vars = "nova_code_switch: \"echo {release} > " .. TMP .. "/code-{node}\"\n"
+    .. "nova_code_current: \"cat " .. TMP .. "/code-{node}\"\n"
+  local text = lab:inventory({ n1, n2 }, "controller"):gsub("  vars:\n", "  vars:\n    "
+    .. vars:gsub("\n(.)", "\n    %1"), 1)
+  local inv_nova = write("inv_nova.yml", text)
+  write("nova.lua", [[
+local s = require("upgrun.scenario").new { name = "nova_switch", description = "the code switch playbook" }
+s:stage("only", function(ctx)
+  ctx:ansible { playbook = "]] .. T.src("scenarios/playbooks/nova_code_switch.yml") .. [[",
+                limit = { "controller" }, extra_vars = { nova_release = "zed-u5" } }
+end)
+return s
+]])
+  local r = assert(proc.run({ BIN, TMP .. "/nova.lua", "-i", inv_nova, "-o", TMP .. "/nova" },
+                            { timeout = 180 * T.slack, cwd = TMP }))
+  T.eq(r.status, 0, r.stdout .. r.stderr)
+  T.eq(T.read(TMP .. "/code-n1"), "zed-u5\n"); T.eq(T.read(TMP .. "/code-n2"), "zed-u5\n")
+  local doc = cjson.decode(T.read(TMP .. "/nova/report.json"))
+  local tasks = {}
+  for _, e in ipairs(events(doc, "ansible_task")) do tasks[e.task] = e end
+  T.eq(tasks["switch the code"].counts.changed, 2)
+  T.eq(tasks["the code is on zed-u5"].counts.ok, 2)
 end)
 
 lab:cleanup()
