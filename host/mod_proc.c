@@ -12,6 +12,10 @@
  * and every handle's close callback has run. A userdata collected or closed
  * while its child still runs SIGKILLs it; the exit callback then reaps it.
  * Cancelling a task waiting on a child SIGKILLs the child and closes its pipes.
+ * With group = true the child starts in its own session and process group
+ * (setsid) and every signal (kill, the SIGKILL of a cancel or close) goes to
+ * that whole group: a tool that forks workers (ansible-playbook) is stopped
+ * with them.
  *
  * Output is captured per stream in a growing C buffer (up to max_output bytes;
  * the rest is read and discarded so the child never blocks, and the result
@@ -74,6 +78,7 @@ struct proc {
   int pid;
   double t_start, t_exit;
   bool exited, done, ud_gone, closing, killed;
+  bool group; /* own process group: signals go to -pid */
   int64_t status;
   int term_signal;
   int nhandles; /* handles whose close callback is still due */
@@ -179,11 +184,20 @@ static void maybe_release(proc_t *p) {
     close_all(p);
 }
 
-/* SIGKILL a running child and stop reading its output. */
+/* Signals the child, or its whole process group with group = true. */
+static int send_signal(proc_t *p, int sig) {
+  if (p->group) return uv_kill(-p->pid, sig);
+  return uv_process_kill(&p->process, sig);
+}
+
+/* SIGKILL a running child (and with group = true the rest of its group,
+ * which may outlive it while its pipes drain) and stop reading its output. */
 static void kill_hard(proc_t *p) {
   if (!p->exited && !p->killed) {
     p->killed = true;
-    uv_process_kill(&p->process, SIGKILL);
+    send_signal(p, SIGKILL);
+  } else if (p->group && !p->done && p->pid > 0) {
+    uv_kill(-p->pid, SIGKILL); /* the leader is gone; members hold the pipes */
   }
   for (int fd = 0; fd < 3; fd++)
     close_pipe(p, fd);
@@ -301,6 +315,7 @@ typedef struct {
   bool has_in;
   int mode[3];
   size_t max_output;
+  bool group;
 } spawn_opts;
 
 static int out_mode(lua_State *L, int t, const char *field) {
@@ -420,6 +435,7 @@ static void parse_opts(lua_State *L, int av, int t, spawn_opts *o) {
   if (!(mo >= 0 && mo < 1e15))
     util_field_error(L, "max_output", "must be >= 0");
   o->max_output = (size_t)mo;
+  o->group = util_opt_bool(L, t, "group", false);
 }
 
 /* Starts the child. Returns p, or NULL with nil, err pushed (and p freed). */
@@ -432,6 +448,7 @@ static proc_t *start(lua_State *L, const spawn_opts *so) {
   }
   snprintf(p->name, sizeof p->name, "%s", so->argv[0]);
   p->max_output = so->max_output;
+  p->group = so->group;
   p->wait.p = p->line.p = p;
   uv_timer_t *timers[] = {&p->wait_timer, &p->line_timer, &p->drain_timer};
   for (int i = 0; i < 3; i++) {
@@ -465,6 +482,7 @@ static proc_t *start(lua_State *L, const spawn_opts *so) {
       .cwd = so->cwd,
       .stdio_count = 3,
       .stdio = stdio,
+      .flags = so->group ? UV_PROCESS_DETACHED : 0,
   };
   p->process.data = p;
   p->t_start = upgrun_mono();
@@ -716,7 +734,7 @@ static int l_proc_kill(lua_State *L) {
   proc_t *p = check_proc(L);
   int sig = check_signal(L, 2, SIGTERM);
   if (p->exited) return push_kill_error(L, p->pid, UV_ESRCH);
-  int rc = uv_process_kill(&p->process, sig);
+  int rc = send_signal(p, sig);
   if (rc != 0) return push_kill_error(L, p->pid, rc);
   if (sig == SIGKILL) p->killed = true;
   lua_pushboolean(L, 1);
@@ -728,7 +746,7 @@ static void release_ud(proc_ud *u) {
   if (!p) return;
   u->p = NULL;
   p->ud_gone = true;
-  if (!p->exited) kill_hard(p);
+  if (!p->exited || (p->group && !p->done)) kill_hard(p);
   maybe_release(p);
 }
 

@@ -67,6 +67,10 @@ local s = scenario.new {
                          .. "disable_compute_service_check_for_ffu on every node for the upgrade (auto: when "
                          .. "the inventory's upgrun_release_series says it skips a release)" },
     online_migration_batch = { default = 50, description = "rows per online_data_migrations run (--max-count)" },
+    code_switch = { default = "ssh", description = "ssh | ansible: step 2 runs each node's nova_code_switch over "
+                      .. "upgrun's SSH, or code_switch_playbook with ansible-playbook (same inventory)" },
+    code_switch_playbook = { default = "playbooks/nova_code_switch.yml",
+                             description = "the playbook of code_switch=ansible (relative to this file)" },
     online_migration_passes = { default = 20, description = "max runs of nova-manage db online_data_migrations "
                                   .. "(it is run until it reports nothing left)" },
   },
@@ -140,6 +144,7 @@ s:setup(function(ctx)
   end
   one_of("strategy", "rolling", "manual")
   one_of("ffu_workaround", "auto", "on", "off")
+  one_of("code_switch", "ssh", "ansible")
   for _, where in ipairs(P.checks_at) do
     if where ~= "before" and where ~= "mixed" and where ~= "after" then
       error(string.format("--set checks_at: each must be before, mixed or after, got %q", where), 0)
@@ -288,7 +293,16 @@ end)
 local function switch_code_step(ctx)
   ctx:step("2. change the codebase to " .. P.to_release, { nodes = P.controller_group .. ":" .. P.compute_group },
     function()
-      all_ok(ctx:parallel(all_nodes(ctx), function(n) nova.switch_code(ctx, n, P.to_release) end))
+      if P.code_switch == "ssh" then
+        all_ok(ctx:parallel(all_nodes(ctx), function(n) nova.switch_code(ctx, n, P.to_release) end))
+        return
+      end
+      ctx:ansible { playbook = P.code_switch_playbook, limit = { P.controller_group, P.compute_group },
+                    extra_vars = { nova_release = P.to_release } }
+      for _, n in ipairs(all_nodes(ctx)) do -- checked again over upgrun's own SSH
+        local rel = not ctx.plan and nova.code_release(n)
+        if rel then ctx:check(n.name .. " code is on " .. P.to_release, rel == P.to_release, "code is on " .. rel) end
+      end
     end)
 end
 

@@ -8,12 +8,15 @@
 -- error naming the file and the feature when it is not.
 --
 -- Variables merge as Ansible merges them: all < groups (by depth, then
--- ansible_group_priority, then name) < group_vars/all < group_vars/<group>
--- (same order) < the host's inventory vars (in file order) < host_vars/<host>.
+-- ansible_group_priority, then name) < group_vars/all (inventory's, then the
+-- playbook dir's) < group_vars/<group> (same order; inventory's, then the
+-- playbook dir's) < the host's inventory vars (in file order) <
+-- host_vars/<host> (inventory's, then the playbook dir's).
 -- A null (`x: ~`) is a value and overrides; it reads as nil in node.vars.
 --
 --   local inventory = require "upgrun.inventory"
 --   local inv, err = inventory.load("inventory.yml")      -- or {"a.ini", "dir/"}
+--   inventory.load(paths, {playbook_dir = "site/"})       -- + group_vars/, host_vars/ beside a playbook
 --   inv:host("ctl1") -> node        inv:group("compute") -> {node, ...}
 --   inv:hosts() -> every node       inv:groups() -> sorted group names
 --   inv:has_host(name), inv:has_group(name), inv.vars (the `all` vars)
@@ -289,14 +292,20 @@ local function source_bases(sources)
   return bases
 end
 
--- Every host's merged variables, in Ansible's order; returns vars_of or nil, err.
-local function merge_vars(st, sources)
+-- Every host's merged variables, in Ansible's order (its default
+-- VARIABLE_PRECEDENCE: all, groups, inventory group_vars/all, playbook
+-- group_vars/all, inventory group_vars/<group>, playbook group_vars/<group>;
+-- then the host, inventory host_vars, playbook host_vars); returns vars_of or nil, err.
+local function merge_vars(st, sources, playbook_dir)
   local bases = source_bases(sources)
   local gv, hv = {}, {}
+  local function vars_dir(p) return dir.kind(p) == "dir" and p or false end
   for _, b in ipairs(bases) do
-    gv[#gv + 1] = dir.kind(b .. "/group_vars") == "dir" and b .. "/group_vars" or false
-    hv[#hv + 1] = dir.kind(b .. "/host_vars") == "dir" and b .. "/host_vars" or false
+    gv[#gv + 1] = vars_dir(b .. "/group_vars")
+    hv[#hv + 1] = vars_dir(b .. "/host_vars")
   end
+  local pgv = playbook_dir and vars_dir(playbook_dir .. "/group_vars")
+  local phv = playbook_dir and vars_dir(playbook_dir .. "/host_vars")
   local function from_files(vars, roots, name)
     for _, r in ipairs(roots) do
       if r then
@@ -321,13 +330,14 @@ local function merge_vars(st, sources)
     local vars = {}
     merge(vars, st.groups.all.vars)
     for _, g in ipairs(groups) do merge(vars, st.groups[g].vars) end
-    local err = from_files(vars, gv, "all")
+    local err = from_files(vars, gv, "all") or from_files(vars, { pgv }, "all")
     for _, root in ipairs(gv) do -- every source's group_vars, each in group order
       for _, g in ipairs(groups) do err = err or from_files(vars, { root }, g) end
     end
+    for _, g in ipairs(groups) do err = err or from_files(vars, { pgv }, g) end
     if err then return nil, err end
     merge(vars, st.hosts[h].vars)
-    err = from_files(vars, hv, h)
+    err = from_files(vars, hv, h) or from_files(vars, { phv }, h)
     if err then return nil, err end
     local groups_out = { "all" }
     table.move(groups, 1, #groups, 2, groups_out)
@@ -365,9 +375,9 @@ local function strip_nulls(vars)
   return vars
 end
 
-local function build(st, sources, name)
+local function build(st, sources, name, playbook_dir)
   st:reconcile()
-  local merged, err = merge_vars(st, sources)
+  local merged, err = merge_vars(st, sources, playbook_dir)
   if not merged then return nil, inv_error(err, name) end
   local self = setmetatable({ file = name, sources = sources, _groups = st.groups, _nodes = {},
     _host_order = st.host_order }, Inventory)
@@ -427,8 +437,10 @@ function M.parse(text, file)
 end
 
 -- Loads an inventory: a file or directory path, a list of them (like several
--- -i), or an "h1,h2" host list.
-function M.load(paths)
+-- -i), or an "h1,h2" host list. opts.playbook_dir: also read group_vars/ and
+-- host_vars/ there, as Ansible does beside a playbook (ansible-inventory
+-- --playbook-dir).
+function M.load(paths, opts)
   if type(paths) == "string" then paths = { paths } end
   if type(paths) ~= "table" or #paths == 0 then
     return nil, inv_error("inventory: expected a path or a list of paths, got " .. type(paths))
@@ -450,7 +462,11 @@ function M.load(paths)
     if io_err and #paths == 1 then ie.kind = "io" end
     return nil, ie
   end
-  return build(st, paths, name)
+  local pb = opts and opts.playbook_dir
+  if pb ~= nil and (type(pb) ~= "string" or dir.kind(pb) ~= "dir") then
+    return nil, inv_error("inventory: playbook_dir " .. tostring(pb) .. " is not a directory")
+  end
+  return build(st, paths, name, pb)
 end
 
 local function known(list)

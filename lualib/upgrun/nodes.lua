@@ -301,9 +301,9 @@ function M.fanout(list, fn_or_cmd, opts)
   return results
 end
 
--- Loads an inventory (upgrun.inventory.load).
-function M.load(path)
-  return require("upgrun.inventory").load(path)
+-- Loads an inventory (upgrun.inventory.load; opts.playbook_dir).
+function M.load(path, opts)
+  return require("upgrun.inventory").load(path, opts)
 end
 
 return M

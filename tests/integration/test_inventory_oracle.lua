@@ -3,7 +3,8 @@
 -- host:port, group priorities, null overrides, conflicting host vars, YAML
 -- 1.1 scalars (sexagesimal, octal, hex, yes/no/on/off, exponents),
 -- group_vars/ and host_vars/ files and directories, inventory directories
--- and several sources) are each read by `ansible-inventory --list` and by
+-- and several sources, group_vars/ and host_vars/ beside a playbook given as
+-- --playbook-dir) are each read by `ansible-inventory --list` and by
 -- upgrun, and every host's variables and every group's members must be the
 -- same. The generator is seeded (UPGRUN_ORACLE_SEED, default 15) so a
 -- failure can be replayed; the failing case's files are kept and named.
@@ -115,6 +116,15 @@ local function gen_case(i)
   end
   if chance(0.4) then c.files["host_vars/h1.yml"] = { gen_vars(false, 2) } end
   c.layout = pick({ "one", "one", "dir", "two" })
+  -- group_vars / host_vars beside a playbook (--playbook-dir), over the inventory's
+  if chance(0.4) then
+    c.pb_files = {}
+    if chance(0.6) then c.pb_files["group_vars/all.yml"] = { gen_vars(false, 2) } end
+    for _, g in ipairs(c.order) do
+      if chance(0.3) then c.pb_files["group_vars/" .. g .. ".yml"] = { gen_vars(false, 2) } end
+    end
+    if chance(0.5) then c.pb_files["host_vars/h1.yml"] = { gen_vars(false, 2) } end
+  end
   return c
 end
 
@@ -239,11 +249,20 @@ local function write_case(c, d)
     end
     d = inv
   end
-  for rel, v in pairs(c.files) do
-    local vars, order = v[1], v[2]
-    writefile(d .. "/" .. rel, #order > 0 and (yaml_vars(vars, order, "") .. "\n") or "")
+  local function write_vars(base, files)
+    for rel, v in pairs(files) do
+      local vars, order = v[1], v[2]
+      writefile(base .. "/" .. rel, #order > 0 and (yaml_vars(vars, order, "") .. "\n") or "")
+    end
   end
-  return sources
+  write_vars(d, c.files)
+  local pb
+  if c.pb_files then
+    pb = d .. "/playbooks"
+    assert(os.execute("mkdir -p '" .. pb .. "'"))
+    write_vars(pb, c.pb_files)
+  end
+  return sources, pb
 end
 
 -- ---- comparing -----------------------------------------------------------------
@@ -267,9 +286,10 @@ local function show(v)
   return tostring(v)
 end
 
-local function ansible(sources)
+local function ansible(sources, playbook_dir)
   local argv = { "ansible-inventory" }
   for _, s in ipairs(sources) do argv[#argv + 1] = "-i"; argv[#argv + 1] = s end
+  if playbook_dir then argv[#argv + 1] = "--playbook-dir"; argv[#argv + 1] = playbook_dir end
   argv[#argv + 1] = "--list"
   local r, err = proc.run(argv, { timeout = 120, env_add = { ANSIBLE_LOCALHOST_WARNING = "False",
     ANSIBLE_INVENTORY_UNPARSED_WARNING = "False", ANSIBLE_NOCOLOR = "1" } })
@@ -350,11 +370,12 @@ T.case(CASES .. " generated inventories resolve as ansible-inventory --list reso
   for i = 1, CASES do
     local c = gen_case(i)
     local d = root .. "/case" .. i
-    local sources = write_case(c, d)
+    local sources, pb = write_case(c, d)
     local k = (c.ini and "ini" or "yaml") .. "/" .. c.layout
     kinds[k] = (kinds[k] or 0) + 1
-    local j = ansible(sources)
-    local inv, err = inventory.load(#sources == 1 and sources[1] or sources)
+    if pb then kinds["playbook-dir"] = (kinds["playbook-dir"] or 0) + 1 end
+    local j = ansible(sources, pb)
+    local inv, err = inventory.load(#sources == 1 and sources[1] or sources, { playbook_dir = pb })
     if not inv then
       failed[#failed + 1] = string.format("case %d (%s): upgrun failed: %s", i, d, tostring(err))
     else

@@ -2,7 +2,8 @@
 -- line (upgrun started as a child process): several -i sources (an INI file
 -- and a YAML directory) are one inventory; a missing or broken -i stops the
 -- run at once with exit 2 naming the file and line, before any stage runs
--- (the inventory is loaded before any probe starts).
+-- (the inventory is loaded before any probe starts); --playbook-dir adds
+-- the group_vars/ and host_vars/ beside a playbook.
 local T = require "testlib"
 local proc = require "upgrun.proc"
 
@@ -61,6 +62,24 @@ T.case("a broken -i stops the run before any stage, naming the file and line", f
   status, out, err = upgrun({ scenario, "-i", TMP .. "/missing.ini", "-o", TMP .. "/out3" })
   T.eq(status, 2, out .. err)
   T.ok(err:find("missing.ini", 1, true), err)
+end)
+
+T.case("--playbook-dir: group_vars/ and host_vars/ beside a playbook override the inventory's", function()
+  local inv = write("pbinv.yml", "all:\n  vars:\n    where: inventory\n  children:\n    web:\n      hosts:\n"
+    .. "        w1:\n        w2:\n    db:\n      hosts:\n        d1:\n")
+  assert(os.execute("mkdir -p '" .. TMP .. "/site/group_vars' '" .. TMP .. "/site/host_vars'"))
+  write("site/group_vars/web.yml", "ansible_port: 2300\n")
+  write("site/host_vars/w2.yml", "ansible_port: 2302\n")
+  local args = { scenario, "-i", inv, "--playbook-dir", TMP .. "/site", "-o", TMP .. "/out4" }
+  local status, out, err = upgrun(args)
+  T.eq(status, 0, err .. out)
+  T.ok(out:find("GROUP web w1:2300,w2:2302", 1, true), out)
+  status, out, err = upgrun({ scenario, "-i", inv, "-o", TMP .. "/out5" })
+  T.eq(status, 0, err .. out)
+  T.ok(out:find("GROUP web w1:22,w2:22", 1, true), "without it, not read: " .. out)
+  status, out, err = upgrun({ scenario, "-i", inv, "--playbook-dir", TMP .. "/nodir", "-o", TMP .. "/out6" })
+  T.eq(status, 2, out)
+  T.ok(err:find("playbook_dir " .. TMP .. "/nodir is not a directory", 1, true), err)
 end)
 
 os.execute("rm -rf '" .. TMP .. "'")

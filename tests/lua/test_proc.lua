@@ -1,7 +1,8 @@
 -- test_proc — upgrun.proc against real child processes: capture of stdout and
 -- stderr, stdin, env/cwd, exit codes and signals, run()'s SIGTERM -> SIGKILL
 -- escalation, wait/read_line timeouts, cancellation and <close>/__gc leaving
--- no process behind, 50 children at once, a 20 MB stdout.
+-- no process behind, group = true (signals reach the whole process group),
+-- 50 children at once, a 20 MB stdout.
 local T = require "testlib"
 local proc = require "upgrun.proc"
 local task = require "upgrun.task"
@@ -260,6 +261,55 @@ T.case("a grandchild holding the pipes does not hold up the result", function()
   local r = assert(proc.run({ "sh", "-c", "sleep 3 & echo parent done" }, { timeout = 10 }))
   T.eq(r.stdout, "parent done\n"); T.eq(r.status, 0)
   T.ok(time.mono() - t0 < 1.5, "returned after the parent's exit")
+end)
+
+-- True once pid is gone or a zombie (a grandchild whose parent died first is
+-- reaped by whatever adopts it, not by upgrun), polling for 2 s.
+local function dead(pid)
+  local deadline = time.mono() + 2 * T.slack
+  repeat
+    local f = io.open("/proc/" .. pid .. "/stat")
+    local st = f and f:read("a"); if f then f:close() end
+    if not st or st:match("^%d+ %b() (%a)") == "Z" then return true end
+    time.sleep(0.01)
+  until time.mono() > deadline
+  return false
+end
+
+-- The grandchild's pid, printed by `sh -c 'sleep N & echo $!; wait'`.
+local function spawn_with_grandchild(group)
+  local p = assert(proc.spawn { argv = { "sh", "-c", "sleep 300 & echo $!; wait" }, group = group })
+  return p, tonumber(assert(p:read_line(5 * T.slack)))
+end
+
+T.case("group = true: the child leads its own process group; kill, timeout and cancel reach the grandchild", function()
+  local p, grandchild = spawn_with_grandchild(true)
+  local r = assert(proc.run({ "ps", "-o", "pgid=,sid=", "-p", tostring(grandchild) }, { timeout = 5 }))
+  local pgid, sid = r.stdout:match("(%d+)%s+(%d+)")
+  T.eq(tonumber(pgid), p.pid, "the grandchild is in the child's group"); T.eq(tonumber(sid), p.pid)
+  T.ok(p:kill("TERM"))
+  T.ok(dead(grandchild), "TERM to the group reached the grandchild")
+  T.eq(assert(p:wait(5)).signal, "SIGTERM")
+  p:close()
+  -- run()'s timeout (TERM to the group)
+  local t = task.spawn(function()
+    return proc.run({ "sh", "-c", "sleep 300 & echo $! >&2; wait" }, { timeout = 0.5, group = true })
+  end)
+  local _, res, err = t:join(10)
+  T.eq(res, nil); T.eq(err.kind, "timeout")
+  T.ok(dead(tonumber(err.stderr:match("%d+"))), "the timeout stopped the grandchild")
+  -- a cancelled wait (SIGKILL to the group)
+  local p2, g2 = spawn_with_grandchild(true)
+  local w = task.spawn(function() return p2:wait() end)
+  time.sleep(0.05)
+  w:cancel()
+  T.ok(dead(g2), "the cancel killed the grandchild")
+  p2:close()
+  -- without group only the child is signalled: its grandchild lives on
+  local p3, g3 = spawn_with_grandchild(false)
+  T.ok(p3:kill("KILL")); p3:wait(5); p3:close()
+  T.ok(shell_sees(g3), "the grandchild of a plain child survives")
+  proc.kill(g3, "KILL")
 end)
 
 T.case("50 processes at once", function()

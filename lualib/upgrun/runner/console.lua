@@ -1,6 +1,7 @@
 -- upgrun.runner.console — the console view of a run: a timeline listener
 -- that prints stages, steps, failed checks and hooks, and log lines as they
--- happen (-v adds passing checks and hooks, and node commands). Other views
+-- happen, and each task of an Ansible playbook step (-v adds passing checks
+-- and hooks, and node commands). Other views
 -- (JSON log lines, CI annotations) are other listeners on the same timeline.
 -- On a terminal, upgrun.runner.live wraps it: these lines scroll above a
 -- status block redrawn in place.
@@ -114,6 +115,18 @@ function M.listener(opts)
   handlers.steady_wait = handlers.steady_start
   function handlers.steady_end(e)
     write(e.result == "not steady" and paint("red", e.message) or e.message)
+  end
+  -- a task of ctx:ansible, once it ended: its per-host counts
+  function handlers.ansible_task(e)
+    local c, parts = e.counts or {}, {}
+    for _, k in ipairs { "ok", "changed", "failed", "skipped", "unreachable" } do
+      if (c[k] or 0) > 0 then
+        local word = k .. "=" .. c[k]
+        parts[#parts + 1] = (k == "failed" or k == "unreachable") and paint("red", word) or word
+      end
+    end
+    write(string.format("%sansible: %s  %s (%.3f s)", indent((e.depth or 0) + 1), tostring(e.task),
+                        #parts > 0 and table.concat(parts, " ") or "no host", e.duration or 0))
   end
   function handlers.scenario_error(e) write(paint("red", "SCENARIO ERROR") .. " " .. e.message) end
   function handlers.node(e)

@@ -8,6 +8,7 @@
 --   ctx:log(fmt, ...)  ctx:event(kind, fields)  ctx:version(component, value)
 --   ctx:intend(kind, id, fn, ...)  the watched resource changes on purpose while fn runs
 --   ctx:sleep(s)  ctx:failed()  ctx:spawn(name, fn, ...)  ctx:parallel(items, fn, {max =})
+--   ctx:ansible{playbook =, limit =, extra_vars =, tags =, timeout =, ...}  (upgrun.ansible.step)
 --   ctx.params, ctx.out, ctx.stage, ctx.plan, ctx.ledger, ctx.timeline, ctx.inventory, ctx.cloud
 local task = require "upgrun.task"
 local time = require "upgrun.time"
@@ -62,6 +63,12 @@ function M.new(run)
                       { __index = ctx_index })
 end
 
+-- "file:line" of the caller `level` frames up (where a step is declared).
+function M.where(level)
+  local info = debug.getinfo(level, "Sl")
+  return info and (info.short_src .. ":" .. tostring(info.currentline)) or "?"
+end
+
 -- Normalises the three forms of ctx:step.
 local function step_spec(a, b, c)
   local spec
@@ -90,10 +97,12 @@ end
 -- false, message.
 function Ctx:step(a, b, c)
   local spec = step_spec(a, b, c)
-  local info = debug.getinfo(2, "Sl")
-  spec.where = info and (info.short_src .. ":" .. tostring(info.currentline)) or "?"
+  spec.where = M.where(3)
   return self._run.exec:run_step(self, spec)
 end
+
+-- Runs an Ansible playbook as a step (upgrun.ansible.step).
+function Ctx:ansible(spec) return require("upgrun.ansible.step")(self, spec, M.where(3)) end
 
 -- Records a named check. `cond` may be a value or a function returning
 -- ok, detail. Returns ok.

@@ -11,6 +11,8 @@ M.USAGE = [[
 usage: upgrun [options] SCENARIO.lua [options] [--]
   -i, --inventory FILE   the nodes: an Ansible inventory (YAML, INI, JSON, a directory;
                          repeatable); checked before anything runs
+      --playbook-dir DIR also read group_vars/ and host_vars/ in DIR, as Ansible
+                         does beside a playbook (ansible-inventory --playbook-dir)
       --cloud NAME       the cloud in clouds.yaml (OS_CLIENT_CONFIG_FILE)
   -o, --output DIR       output directory; must be new or empty (default
                          out/<scenario>-<UTC time with ms>-<pid>)
@@ -40,7 +42,8 @@ exit codes: 0 passed, 1 a check or budget failed, 2 bad invocation/config/scenar
 M.VALUE = { ["-i"] = "a file", ["--inventory"] = "a file", ["--cloud"] = "a cloud name",
             ["-o"] = "a directory", ["--output"] = "a directory", ["--set"] = "KEY=VALUE",
             ["--hooks"] = "a file", ["--ledger"] = "a file", ["--events"] = "a file",
-            ["--resume"] = "a run's output directory", ["--from-step"] = "a step name" }
+            ["--resume"] = "a run's output directory", ["--from-step"] = "a step name",
+            ["--playbook-dir"] = "a directory" }
 
 local function convert(spec, raw)
   local t = spec.type
@@ -115,6 +118,7 @@ function M.parse(s, args)
         if type(opts.inventory) ~= "table" then opts.inventory = { opts.inventory } end
         opts.inventory[#opts.inventory + 1] = v
       end
+    elseif a == "--playbook-dir" then opts.playbook_dir = value(a, inline)
     elseif a == "--cloud" then opts.cloud = value(a, inline)
     elseif a == "-o" or a == "--output" then opts.output = value(a, inline)
     elseif a == "--set" then opts.sets[#opts.sets + 1] = value(a, inline)

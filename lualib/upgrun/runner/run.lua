@@ -58,7 +58,7 @@ function Run:load_inventory()
   if not self.opts.inventory then return nil, "this scenario needs an inventory: pass -i FILE" end
   local ok, nodes = pcall(require, "upgrun.nodes")
   if not ok then return nil, "ctx.inventory: the nodes library is not available: " .. tostring(nodes) end
-  local lok, inv, err = pcall(nodes.load, self.opts.inventory)
+  local lok, inv, err = pcall(nodes.load, self.opts.inventory, { playbook_dir = self.opts.playbook_dir })
   if not lok then err, inv = inv, nil end
   if not inv then
     return nil, "cannot load inventory " .. params.inventory_names(self.opts) .. ": " .. errors.message(err)
