@@ -20,6 +20,7 @@ local probe = require "upgrun.probe"
 local Timeline = require "upgrun.timeline"
 
 local M = {}
+local EARLY = 0.001 -- seconds: see ProbeRun:start
 local ProbeRun = {}
 ProbeRun.__index = ProbeRun
 M.ProbeRun = ProbeRun
@@ -103,11 +104,13 @@ function ProbeRun:start(ctx, stage, current_step)
   self.loop = task.spawn("probe " .. self.name, function()
     local k = 0
     while self.running do
-      -- Sleep until the slot is due (a timer may fire a little early when
-      -- the loop's cached time is stale, hence the loop).
+      -- Sleep until the slot is due. The loop's timers count whole
+      -- milliseconds on its cached clock and may fire up to ~1 ms early: a
+      -- slot less than EARLY away is due (sleeping again for that would
+      -- cost wake-ups for nothing; the sample is stamped when it is sent).
       local due = start_mono + k * p.interval
       local now = time.mono()
-      while due > now and self.running do
+      while due - now > EARLY and self.running do
         if not pcall(time.sleep, due - now) then self.running = false end
         now = time.mono()
       end
