@@ -91,6 +91,12 @@ function ProbeRun:sample(ctx, job)
   self:record(job.seq, s)
 end
 
+-- The body of a sample's task.
+local function run_sample(self, ctx, job)
+  self:sample(ctx, job)
+  self.outstanding[job.task] = nil
+end
+
 -- Starts sampling (when running: only the stage changes). `current_step()`
 -- names the step(s) running now.
 function ProbeRun:start(ctx, stage, current_step)
@@ -101,6 +107,7 @@ function ProbeRun:start(ctx, stage, current_step)
   self.running = true
   local start_mono = time.mono()
   self.windows[#self.windows + 1] = { start = tl:rel(start_mono) }
+  local sample_name = "sample " .. self.name
   self.loop = task.spawn("probe " .. self.name, function()
     local k = 0
     while self.running do
@@ -127,11 +134,8 @@ function ProbeRun:start(ctx, stage, current_step)
         -- t_send is stamped again (with wall) when the sample task runs: the
         -- request goes out then; this one holds if it never runs.
         local job = { seq = self.seq, t_send = time.mono(), stage = self.stage, step = step }
-        local st
-        st = task.spawn("sample " .. self.name, function()
-          self:sample(ctx, job)
-          if st then self.outstanding[st] = nil end
-        end)
+        local st = task.spawn(sample_name, run_sample, self, ctx, job)
+        job.task = st -- set before the task first runs
         if not job.done then self.outstanding[st] = job end
       end
       k = k + 1
