@@ -5,10 +5,18 @@
 #   bench/probe_bench.sh [UPGRUN_BIN]          (default: build/upgrun)
 #   MODE=cpu  (default) CPU per sample: a scenario with one http probe at
 #             ${HZ:-100} Hz run for ${SHORT:-10} s and ${LONG:-30} s; the cost per
-#             sample is the CPU difference over the sample difference (start-up
-#             and reports cancel out); the same for Debian's python3-requests
-#             (keep-alive Session, same URL, same rate, same schedule). Also
-#             prints the end-of-run analysis time of each run.
+#             sample is the CPU difference (user+sys) over the sample difference
+#             (start-up and reports cancel out); the same for Debian's
+#             python3-requests (keep-alive Session, same URL, same rate, same
+#             schedule). ${RUNS:-1} rounds, each printed with the load average,
+#             then median/min/max; BASE=/path/to/other/upgrun measures a second
+#             binary (e.g. before a change) in the same rounds. Also prints the
+#             end-of-run analysis time of each long run.
+#   MODE=par  the same per-sample CPU with upgrun, BASE (if set) and
+#             python3-requests probing side by side for ${SECS:-30} s, ${RUNS:-5}
+#             rounds: each round's figures share one load, which the
+#             difference of two runs in sequence (MODE=cpu) does not; the
+#             probing part alone (the stage's CPU / the loop's CPU).
 #   MODE=rss  RSS over a long run: ${PROBES:-4} probes at ${HZ:-50} Hz for
 #             ${SECS:-600} s, VmRSS every 10 s, and the projection to
 #             6 h x 4 probes x 20 Hz from the slope after the first minute.
@@ -29,6 +37,14 @@ $PY "$here/../tests/integration/faultserver.py" --lifetime 7200 >"$tmp/port" &
 srv=$!
 for _ in $(seq 50); do [[ -s "$tmp/port" ]] && break; sleep 0.1; done
 url="http://127.0.0.1:$(cut -d' ' -f1 "$tmp/port")/status/200"
+summarise() { # the rounds: upgrun, base (or -), python3-requests per line
+  sort -n -k1 "$tmp/rounds" | awk '{ u[NR] = $1 } END { printf "upgrun scenario path: median %.4f ms, min %.4f, max %.4f ms CPU per sample\n", u[int((NR + 1) / 2)], u[1], u[NR] }'
+  if [[ -n "${BASE:-}" ]]; then
+    sort -n -k2 "$tmp/rounds" | awk '{ b[NR] = $2 } END { printf "base: median %.4f ms, min %.4f, max %.4f ms CPU per sample\n", b[int((NR + 1) / 2)], b[1], b[NR] }'
+  fi
+  sort -n -k3 "$tmp/rounds" | awk '{ p[NR] = $3 } END { printf "python3-requests Session: median %.4f ms, min %.4f, max %.4f ms CPU per sample\n", p[int((NR + 1) / 2)], p[1], p[NR] }'
+  awk '{ r[NR] = $3 / $1 } END { n = asort(r); printf "ratio python3-requests / upgrun per round: median %.1fx, min %.1fx, max %.1fx\n", r[int((n + 1) / 2)], r[1], r[n] }' "$tmp/rounds"
+}
 echo "machine: $(lscpu | grep 'Model name' | sed 's/Model name: *//'), $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
 
 if [[ "$MODE" == analysis ]]; then
@@ -38,29 +54,86 @@ if [[ "$MODE" == analysis ]]; then
   done
   exit 0
 fi
+if [[ "$MODE" == par ]]; then
+  # upgrun (and BASE) and python3-requests probe side by side, at the same
+  # time, so each round's figures share the machine's load; CPU per sample of
+  # the probing part alone (the stage / the loop), start-up excluded
+  HZ=${HZ:-100} SECS=${SECS:-30} RUNS=${RUNS:-5}
+  echo "CPU per sample, side by side for $SECS s at $HZ Hz, $RUNS round(s)${BASE:+; BASE=$BASE beside}"
+  : >"$tmp/rounds"
+  for r in $(seq "$RUNS"); do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    "$UPGRUN" "$here/probe_scenario.lua" "$url" "$SECS" 1 "$HZ" "$tmp/pu" >"$tmp/pu.out" &
+    pu=$!
+    pb=
+    if [[ -n "${BASE:-}" ]]; then
+      "$(realpath "$BASE")" "$here/probe_scenario.lua" "$url" "$SECS" 1 "$HZ" "$tmp/pb" >"$tmp/pb.out" &
+      pb=$!
+    fi
+    $PY "$here/requests_probe.py" "$url" "$SECS" "$HZ" >"$tmp/pp.out" &
+    pp=$!
+    wait "$pu" "$pp" ${pb:+"$pb"}
+    rm -rf "$tmp/pu" "$tmp/pb"
+    load2=$(cut -d' ' -f1 /proc/loadavg)
+    u=$(grep '^run ' "$tmp/pu.out" | awk '{ printf "%.4f %d", $9 * 1000 / $5, $5 }')
+    b="- 0"
+    [[ -n "$pb" ]] && b=$(grep '^run ' "$tmp/pb.out" | awk '{ printf "%.4f %d", $9 * 1000 / $5, $5 }')
+    p=$(awk '{ printf "%.4f %d", $6 * 1000 / $4, $4 }' "$tmp/pp.out")
+    read -r uu un <<<"$u"; read -r bb bn <<<"$b"; read -r pv pn <<<"$p"
+    echo "$uu $bb $pv" >>"$tmp/rounds"
+    awk -v r="$r" -v u="$uu" -v un="$un" -v b="$bb" -v bn="$bn" -v p="$pv" -v pn="$pn" -v l1="$load" -v l2="$load2" 'BEGIN {
+      printf "round %d (load %s-%s): upgrun %.4f ms (%d samples)", r, l1, l2, u, un
+      if (b != "-") printf ", base %.4f ms (%d samples)", b, bn
+      printf ", python3-requests %.4f ms (%d samples), ratio %.1fx\n", p, pn, p / u }'
+  done
+  summarise
+  exit 0
+fi
 if [[ "$MODE" == cpu ]]; then
-  HZ=${HZ:-100} SHORT=${SHORT:-10} LONG=${LONG:-30}
-  u1=$("$UPGRUN" "$here/probe_scenario.lua" "$url" "$SHORT" 1 "$HZ" "$tmp/u1" | grep '^run ')
-  u2=$("$UPGRUN" "$here/probe_scenario.lua" "$url" "$LONG" 1 "$HZ" "$tmp/u2" | grep '^run ')
-  p1=$($PY "$here/requests_probe.py" "$url" "$SHORT" "$HZ")
-  p2=$($PY "$here/requests_probe.py" "$url" "$LONG" "$HZ")
-  echo "$u1" | cut -d' ' -f1-6; echo "$u2" | cut -d' ' -f1-6; echo "$p1"; echo "$p2"
-  read -r _ _ _ _ un1 uc1 _ ua1 <<<"$u1"
-  read -r _ _ _ _ un2 uc2 _ ua2 <<<"$u2"
-  read -r _ _ _ pn1 pc1 <<<"$p1"
-  read -r _ _ _ pn2 pc2 <<<"$p2"
-  awk -v un1="$un1" -v uc1="$uc1" -v un2="$un2" -v uc2="$uc2" -v pn1="$pn1" -v pc1="$pc1" -v pn2="$pn2" \
-      -v pc2="$pc2" -v ua1="$ua1" -v ua2="$ua2" -v hz="$HZ" 'BEGIN {
-    u = (uc2 - uc1) * 1000 / (un2 - un1); p = (pc2 - pc1) * 1000 / (pn2 - pn1)
-    printf "upgrun scenario path: %.4f ms CPU per sample (%d vs %d samples at %g Hz)\n", u, un2, un1, hz
-    printf "python3-requests Session: %.4f ms CPU per sample (%d vs %d samples)\n", p, pn2, pn1
-    printf "ratio: python3-requests / upgrun = %.1fx\n", p / u
-    printf "end-of-run analysis + reports: %.1f ms (%d samples), %.1f ms (%d samples)\n", ua1, un1, ua2, un2
-  }'
+  HZ=${HZ:-100} SHORT=${SHORT:-10} LONG=${LONG:-30} RUNS=${RUNS:-1}
+  # per-sample CPU (user+sys, os.clock / process_time) of one binary or of
+  # python3-requests: the difference of a LONG and a SHORT run over the
+  # difference of their samples (start-up and reports cancel out)
+  upgrun_per() { # BIN TAG -> "ms samples_long samples_short analysis_ms_long"
+    local a b
+    a=$("$1" "$here/probe_scenario.lua" "$url" "$SHORT" 1 "$HZ" "$tmp/$2s" | grep '^run ')
+    b=$("$1" "$here/probe_scenario.lua" "$url" "$LONG" 1 "$HZ" "$tmp/$2l" | grep '^run ')
+    rm -rf "$tmp/$2s" "$tmp/$2l"
+    read -r _ _ _ _ n1 c1 _ _ <<<"$a"
+    read -r _ _ _ _ n2 c2 _ a2 _ <<<"$b"
+    awk -v n1="$n1" -v c1="$c1" -v n2="$n2" -v c2="$c2" -v a2="$a2" \
+      'BEGIN { printf "%.4f %d %d %s\n", (c2 - c1) * 1000 / (n2 - n1), n2, n1, a2 }'
+  }
+  python_per() {
+    local a b
+    a=$($PY "$here/requests_probe.py" "$url" "$SHORT" "$HZ")
+    b=$($PY "$here/requests_probe.py" "$url" "$LONG" "$HZ")
+    read -r _ _ _ n1 c1 _ <<<"$a"
+    read -r _ _ _ n2 c2 _ <<<"$b"
+    awk -v n1="$n1" -v c1="$c1" -v n2="$n2" -v c2="$c2" \
+      'BEGIN { printf "%.4f %d %d\n", (c2 - c1) * 1000 / (n2 - n1), n2, n1 }'
+  }
+  echo "CPU per sample, ${LONG} s run minus ${SHORT} s run at $HZ Hz, $RUNS round(s)${BASE:+; BASE=$BASE measured in the same rounds}"
+  : >"$tmp/rounds"
+  for r in $(seq "$RUNS"); do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    read -r u un2 un1 ua <<<"$(upgrun_per "$UPGRUN" u)"
+    b=-
+    if [[ -n "${BASE:-}" ]]; then read -r b _ _ _ <<<"$(upgrun_per "$(realpath "$BASE")" b)"; fi
+    read -r p pn2 pn1 <<<"$(python_per)"
+    load2=$(cut -d' ' -f1 /proc/loadavg)
+    echo "$u $b $p" >>"$tmp/rounds"
+    awk -v r="$r" -v u="$u" -v b="$b" -v p="$p" -v l1="$load" -v l2="$load2" -v un="$un2/$un1" -v pn="$pn2/$pn1" \
+        -v ua="$ua" 'BEGIN {
+      printf "round %d (load %s-%s): upgrun %.4f ms (%s samples)", r, l1, l2, u, un
+      if (b != "-") printf ", base %.4f ms", b
+      printf ", python3-requests %.4f ms (%s samples), ratio %.1fx; end-of-run analysis + reports %.1f ms\n", p, pn, p / u, ua }'
+  done
+  summarise
 else
   PROBES=${PROBES:-4} HZ=${HZ:-50} SECS=${SECS:-600}
   line=$("$UPGRUN" "$here/probe_scenario.lua" "$url" "$SECS" "$PROBES" "$HZ" "$tmp/r" | grep '^run ')
-  read -r _ _ _ _ n cpu series analysis <<<"$line"
+  read -r _ _ _ _ n cpu series analysis _ <<<"$line"
   echo "samples $n in $SECS s ($PROBES probes at $HZ Hz), CPU $cpu s, analysis + reports $analysis ms"
   echo "VmRSS every 10 s (kB): $series"
   echo "$series" | tr ',' '\n' | awk -v secs="$SECS" -v probes="$PROBES" -v hz="$HZ" '

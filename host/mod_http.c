@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HTTP_CTX_KEY "upgrun.http.ctx"
 #define DEFAULT_MAX_BODY (64.0 * 1024 * 1024)
@@ -64,6 +65,8 @@ typedef struct http_ctx {
 struct sock_watch {
   uv_poll_t poll;
   curl_socket_t fd;
+  int events; /* UV_READABLE/UV_WRITABLE being watched, 0 when stopped */
+  bool idle;  /* curl removed it: its connection idles in curl's cache */
   http_ctx *h;
   sock_watch *prev, *next;
 };
@@ -146,6 +149,12 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   sock_watch *w = p->data;
   http_ctx *h = w->h;
   int flags = 0, running;
+  if (w->idle) { /* EOF or stray data on an idle connection: curl's check
+                    finds it when it next picks the connection */
+    uv_poll_stop(&w->poll);
+    w->events = 0;
+    return;
+  }
   if (status < 0) flags = CURL_CSELECT_ERR;
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
@@ -163,12 +172,32 @@ static void watch_close(sock_watch *w) {
     w->h->watches = w->next;
   if (w->next) w->next->prev = w->prev;
   uv_poll_stop(&w->poll);
-  /* uv_close drops the fd from libuv's watcher table at once, so curl may
-   * close the socket and a new one may reuse the fd number right away. */
+  /* uv_close drops the fd from libuv's watcher table at once, so a new
+   * socket may reuse the fd number right away. */
   uv_close((uv_handle_t *)&w->poll, watch_free_cb);
 }
 
-/* CURLMOPT_SOCKETFUNCTION */
+static sock_watch *watch_find(http_ctx *h, curl_socket_t s) {
+  for (sock_watch *w = h->watches; w; w = w->next)
+    if (w->fd == s) return w;
+  return NULL;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: curl closes a socket (a connection it drops,
+ * or the cache at shutdown). The socket's watch, kept while the connection
+ * idles in curl's cache, is closed first, then the fd. */
+static int curl_closesocket_cb(void *userp, curl_socket_t s) {
+  http_ctx *h = userp;
+  sock_watch *w = watch_find(h, s);
+  if (w) watch_close(w);
+  return close(s);
+}
+
+/* CURLMOPT_SOCKETFUNCTION. A kept-alive connection is removed after each
+ * transfer and added again by the next one: its uv_poll_t is kept (creating
+ * one costs five syscalls, restarting it two) and marked idle, still
+ * watching what it watched (an event while idle stops it, see on_poll); it
+ * is closed when curl closes the socket (curl_closesocket_cb). */
 static int curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
                           void *socketp) {
   (void)easy;
@@ -177,10 +206,11 @@ static int curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
   if (what == CURL_POLL_REMOVE) {
     if (w) {
       curl_multi_assign(h->multi, s, NULL);
-      watch_close(w);
+      w->idle = true;
     }
     return 0;
   }
+  if (!w) w = watch_find(h, s);
   if (!w) {
     w = calloc(1, sizeof *w);
     if (!w) return -1;
@@ -195,12 +225,16 @@ static int curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
     w->next = h->watches;
     if (h->watches) h->watches->prev = w;
     h->watches = w;
-    curl_multi_assign(h->multi, s, w);
   }
+  curl_multi_assign(h->multi, s, w);
+  w->idle = false;
   int events = 0;
   if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= UV_READABLE;
   if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= UV_WRITABLE;
-  uv_poll_start(&w->poll, events, on_poll);
+  if (events != w->events) {
+    uv_poll_start(&w->poll, events, on_poll);
+    w->events = events;
+  }
   return 0;
 }
 
@@ -610,6 +644,8 @@ static int do_request(lua_State *L, int idx) {
   curl_easy_setopt(e, CURLOPT_PRIVATE, o);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, o->errbuf);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, curl_closesocket_cb);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
   /* No proxy from the environment (http_proxy would also catch test traffic
    * to 127.0.0.1); a proxy is only used when asked for. */
   curl_easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "");
@@ -648,8 +684,16 @@ static int do_request(lua_State *L, int idx) {
   }
   h->inflight++;
   update_timer_ref(h);
-  /* curl armed its timer (0 ms) from add_handle; the loop starts the
-   * transfer. If the task is already cancelled, upgrun_wait cancels o. */
+  /* Start the transfer now rather than on curl's 0 ms timer at the next
+   * loop iteration (a probe sample then costs one loop iteration less).
+   * This is not inside a curl callback; other transfers it completes only
+   * queue their tasks. One that completes this one at once (refused) is
+   * handed back without waiting: its op has no task yet. */
+  int running;
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_multi_info(h);
+  if (o->done) return http_push(L, &o->op);
+  /* If the task is already cancelled, upgrun_wait cancels o. */
   return upgrun_wait(L, &o->op);
 }
 

@@ -2,16 +2,27 @@
  * mod_ssh.c — upgrun.ssh: SSH sessions on libssh2 in non-blocking mode, driven
  * by the runtime's libuv loop.
  *
- *   ssh.connect{host=, port=22, user=, key=, passphrase=, password=, agent=,
- *               known_hosts=, host_key_policy="strict"|"accept-new",
+ *   ssh.connect{host=, port=22, user=, known_hosts=, agent=, keys=|key=,
+ *               passphrase=, password=,
+ *               host_key_policy="strict"|"accept-new",
  *               timeout=10, keepalive=0} -> session | nil, err
- *   session:exec(cmd, {timeout=3600, stdin=, env=, max_output=64 MiB})
+ *       Every identity is explicit (a plain mechanism): `user` and
+ *       `known_hosts` are required; tried in order: the agent at the socket
+ *       path `agent`, each private key file of `keys` (or the one `key`),
+ *       then `password`. Which ones a node uses by default (the local user,
+ *       ~/.ssh/known_hosts, SSH_AUTH_SOCK, ~/.ssh/id_*) is policy, in
+ *       lualib/upgrun/ssh_identity.lua.
+ *   ssh.local_account() -> {user=, home=}   (getpwuid(getuid()))
+ *   session:exec(cmd, {timeout=3600, stdin=, max_output=64 MiB})
+ *       (a remote environment is part of cmd: upgrun.shell.env_prefix)
  *       -> {status=, signal=, stdout=, stderr=, duration=} | nil, err
  *       (output past max_output bytes on a stream: the command is read to
  *       its end keeping the last max_output bytes, then fails too_large)
  *   session:upload(data | {path=local} | {data=...}, remote_path, mode=0644)
  *       -> true | nil, err            (SCP)
- *   session:close(), session:info() -> {host, port, user, fingerprint, open}
+ *   session:close(), session:info() -> {host, port, user, fingerprint, open,
+ *       identity = "agent SOCKET" | "key PATH" | "password" (what
+ * authenticated)}
  *
  * One TCP connection per session; each exec/upload is a channel. All of a
  * session's channels share one socket, so one uv_poll_t per session drives
@@ -132,6 +143,7 @@ struct ssh_sess {
   struct libssh2_agent_publickey *ident;
   bool agent_ready;
   char tried[768];
+  char identity[300]; /* what authenticated: "agent", "key PATH", "password" */
   struct sockaddr_storage addr;
   socklen_t addrlen;
 };
@@ -470,7 +482,10 @@ static int auth_step(ssh_sess *S) {
   if (!S->auth_listed) {
     char *m = libssh2_userauth_list(S->s, S->user, ulen);
     if (!m) {
-      if (libssh2_userauth_authenticated(S->s)) return 1;
+      if (libssh2_userauth_authenticated(S->s)) {
+        snprintf(S->identity, sizeof S->identity, "none");
+        return 1;
+      }
       int rc = libssh2_session_last_errno(S->s);
       if (rc == LIBSSH2_ERROR_EAGAIN) return 0;
       conn_fail(S, fatal_rc(rc) ? "connect" : "auth",
@@ -493,26 +508,30 @@ static int auth_step(ssh_sess *S) {
       if (!S->agent_ready) {
         S->agent_ready = true;
         S->agent = libssh2_agent_init(S->s);
+        if (S->agent) libssh2_agent_set_identity_path(S->agent, c->path);
         if (!S->agent || libssh2_agent_connect(S->agent) ||
             libssh2_agent_list_identities(S->agent)) {
-          tried_add(S, "agent unavailable");
+          tried_add(S, "agent at %s unavailable", c->path);
           S->cur++;
           continue;
         }
         S->ident = NULL;
         if (libssh2_agent_get_identity(S->agent, &S->ident, NULL)) {
-          tried_add(S, "agent has no keys");
+          tried_add(S, "agent at %s has no keys", c->path);
           S->cur++;
           continue;
         }
       }
       rc = libssh2_agent_userauth(S->agent, S->user, S->ident);
       if (rc == LIBSSH2_ERROR_EAGAIN) return 0;
-      if (rc == 0) return 1;
+      if (rc == 0) {
+        snprintf(S->identity, sizeof S->identity, "agent %s", c->path);
+        return 1;
+      }
       if (fatal_rc(rc)) goto lost;
       struct libssh2_agent_publickey *prev = S->ident;
       if (libssh2_agent_get_identity(S->agent, &S->ident, prev)) {
-        tried_add(S, "agent keys refused");
+        tried_add(S, "agent at %s: keys refused", c->path);
         S->cur++;
       }
       continue;
@@ -531,7 +550,10 @@ static int auth_step(ssh_sess *S) {
       rc = libssh2_userauth_publickey_fromfile_ex(S->s, S->user, ulen, NULL,
                                                   c->path, S->passphrase);
       if (rc == LIBSSH2_ERROR_EAGAIN) return 0;
-      if (rc == 0) return 1;
+      if (rc == 0) {
+        snprintf(S->identity, sizeof S->identity, "key %s", c->path);
+        return 1;
+      }
       if (fatal_rc(rc)) goto lost;
       tried_add(S, "key %s: %s", c->path,
                 rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED ||
@@ -550,7 +572,10 @@ static int auth_step(ssh_sess *S) {
     rc = libssh2_userauth_password_ex(S->s, S->user, ulen, S->password,
                                       (unsigned)strlen(S->password), NULL);
     if (rc == LIBSSH2_ERROR_EAGAIN) return 0;
-    if (rc == 0) return 1;
+    if (rc == 0) {
+      snprintf(S->identity, sizeof S->identity, "password");
+      return 1;
+    }
     if (fatal_rc(rc)) goto lost;
     tried_add(S, "password: refused");
     S->cur++;
@@ -1155,11 +1180,45 @@ static ssh_sess *check_open(lua_State *L) {
   return u->S;
 }
 
-static const char *home_dir(void) {
-  const char *h = getenv("HOME");
-  if (h && *h) return h;
+/* ssh.local_account() -> {user=, home=}: the local account from the
+ * password database (the defaults themselves are chosen in Lua). */
+static int l_local_account(lua_State *L) {
   struct passwd *pw = getpwuid(getuid());
-  return pw ? pw->pw_dir : "/";
+  lua_createtable(L, 0, 2);
+  if (pw) {
+    lua_pushstring(L, pw->pw_name);
+    lua_setfield(L, -2, "user");
+    lua_pushstring(L, pw->pw_dir);
+    lua_setfield(L, -2, "home");
+  }
+  return 1;
+}
+
+/* The private key files of `keys` (an array) or `key` (one path), checked
+ * before anything is allocated; pushes nothing. Returns the count. */
+static int check_keys(lua_State *L) {
+  int n = 0;
+  lua_getfield(L, 1, "key");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      util_field_error(L, "key", "a private key file path expected");
+    n = 1;
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "keys") != LUA_TNIL) {
+    if (n) util_field_error(L, "keys", "give key or keys, not both");
+    if (!lua_istable(L, -1))
+      util_field_error(L, "keys", "an array of private key file paths");
+    n = (int)luaL_len(L, -1);
+    for (int i = 1; i <= n; i++) {
+      if (lua_geti(L, -1, i) != LUA_TSTRING)
+        util_field_error(L, "keys", "an array of private key file paths");
+      lua_pop(L, 1);
+    }
+    if (n > 6) util_field_error(L, "keys", "at most 6 key files");
+  }
+  lua_pop(L, 1);
+  return n;
 }
 
 static int l_connect(lua_State *L) {
@@ -1172,18 +1231,27 @@ static int l_connect(lua_State *L) {
   if (port < 1 || port > 65535 || port != (int)port)
     return util_field_error(L, "port", "must be an integer 1-65535");
   const char *user = util_opt_string(L, 1, "user", NULL, NULL);
-  const char *key = util_opt_string(L, 1, "key", NULL, NULL);
+  if (!user || !*user)
+    return util_field_error(
+        L, "user", "required (upgrun.ssh_identity chooses the default)");
   const char *passphrase = util_opt_string(L, 1, "passphrase", NULL, NULL);
   const char *password = util_opt_string(L, 1, "password", NULL, NULL);
   const char *kh = util_opt_string(L, 1, "known_hosts", NULL, NULL);
+  if (!kh || !*kh)
+    return util_field_error(
+        L, "known_hosts", "required (upgrun.ssh_identity chooses the default)");
   const char *policy = util_opt_string(L, 1, "host_key_policy", "strict", NULL);
   double timeout = util_opt_number(L, 1, "timeout", 10);
   double keepalive = util_opt_number(L, 1, "keepalive", 0);
   lua_getfield(L, 1, "agent");
-  int agent_opt = lua_isnil(L, -1) ? -1 : lua_toboolean(L, -1);
-  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-    return util_field_error(L, "agent", "boolean expected");
-  lua_pop(L, 1);
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING &&
+      !(lua_isboolean(L, -1) && !lua_toboolean(L, -1)))
+    return util_field_error(L, "agent",
+                            "the agent's socket path (or nil/false: none)");
+  const char *agent =
+      lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  lua_pop(L, 1); /* the string stays alive in the options table */
+  int nkeys = check_keys(L);
   bool accept_new;
   if (!strcmp(policy, "strict"))
     accept_new = false;
@@ -1204,34 +1272,25 @@ static int l_connect(lua_State *L) {
   S->accept_new = accept_new;
   S->keepalive_s = keepalive;
   S->host = strdup(host);
-  if (user) {
-    S->user = strdup(user);
-  } else {
-    struct passwd *pw = getpwuid(getuid());
-    S->user = strdup(pw ? pw->pw_name : "root");
-  }
-  const char *home = home_dir();
-  char path[4096];
-  if (kh) {
-    S->known_hosts = strdup(kh);
-  } else {
-    snprintf(path, sizeof path, "%s/.ssh/known_hosts", home);
-    S->known_hosts = strdup(path);
-  }
+  S->user = strdup(user);
+  S->known_hosts = strdup(kh);
   S->passphrase = xstrdup(passphrase);
   S->password = xstrdup(password);
-  /* Identities, in OpenSSH's order. */
-  const char *sock = getenv("SSH_AUTH_SOCK");
-  if (agent_opt == 1 || (agent_opt == -1 && !key && !password && sock && *sock))
-    add_cand(S, C_AGENT, NULL);
-  if (key) {
-    add_cand(S, C_KEY, key);
-  } else if (!password) {
-    static const char *defaults[] = {"id_ed25519", "id_ecdsa", "id_rsa"};
-    for (int i = 0; i < 3; i++) {
-      snprintf(path, sizeof path, "%s/.ssh/%s", home, defaults[i]);
-      if (access(path, R_OK) == 0) add_cand(S, C_KEY, path);
+  /* Identities in the order given: agent, keys, password. */
+  if (agent && *agent) add_cand(S, C_AGENT, agent);
+  if (nkeys > 0) {
+    if (lua_getfield(L, 1, "key") == LUA_TSTRING) {
+      add_cand(S, C_KEY, lua_tostring(L, -1));
+    } else {
+      lua_getfield(L, 1, "keys");
+      for (int i = 1; i <= nkeys; i++) {
+        lua_geti(L, -1, i);
+        add_cand(S, C_KEY, lua_tostring(L, -1));
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
     }
+    lua_pop(L, 1);
   }
   if (password) add_cand(S, C_PASSWORD, NULL);
 
@@ -1253,65 +1312,6 @@ static int l_connect(lua_State *L) {
   return upgrun_wait(L, &o->op);
 }
 
-/* Pushes "export K='v'; ...; " + cmd (env= given as shell assignments, since
- * sshd accepts SSH "env" requests only for AcceptEnv names). */
-static void build_command(lua_State *L, int opts, const char *cmd, size_t len) {
-  luaL_Buffer b;
-  if (!opts || lua_getfield(L, opts, "env") == LUA_TNIL) {
-    if (opts) lua_pop(L, 1);
-    lua_pushlstring(L, cmd, len);
-    return;
-  }
-  if (!lua_istable(L, -1)) util_field_error(L, "env", "table expected");
-  int t = lua_gettop(L);
-  /* check first: luaL_Buffer must not see other pushes while it grows */
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    size_t kl = 0;
-    const char *k =
-        lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
-    bool ok = k && kl > 0 && !(k[0] >= '0' && k[0] <= '9');
-    for (size_t i = 0; ok && i < kl; i++)
-      ok = k[i] == '_' || (k[i] >= 'a' && k[i] <= 'z') ||
-           (k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= '0' && k[i] <= '9');
-    if (!ok) util_field_error(L, "env", "keys must be variable names");
-    if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-      util_field_error(L, "env", "values must be strings");
-    lua_pop(L, 1);
-  }
-  buf_t c = {.max = SIZE_MAX};
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    const char *k = lua_tostring(L, -2);
-    size_t vl;
-    lua_pushvalue(L, -1);
-    const char *v = lua_tolstring(L, -1, &vl);
-    if (!k || !v || buf_reserve(&c, strlen(k) + 4 * vl + 16) != 0 || !c.data) {
-      free(c.data);
-      luaL_error(L, "out of memory building the command's environment");
-      return;
-    }
-    c.len += (size_t)sprintf(c.data + c.len, "export %s='", k);
-    for (size_t i = 0; i < vl; i++) {
-      if (v[i] == '\'') {
-        memcpy(c.data + c.len, "'\\''", 4);
-        c.len += 4;
-      } else {
-        c.data[c.len++] = v[i];
-      }
-    }
-    memcpy(c.data + c.len, "'; ", 3);
-    c.len += 3;
-    lua_pop(L, 2);
-  }
-  lua_pop(L, 1); /* env table */
-  luaL_buffinit(L, &b);
-  if (c.data) luaL_addlstring(&b, c.data, c.len);
-  free(c.data);
-  luaL_addlstring(&b, cmd, len);
-  luaL_pushresult(&b);
-}
-
 static int l_exec(lua_State *L) {
   upgrun_check_cancelled(L);
   ssh_sess *S = check_open(L);
@@ -1328,8 +1328,11 @@ static int l_exec(lua_State *L) {
     return util_field_error(L, "max_output", "must be a byte count >= 1");
   size_t inlen = 0;
   const char *in = opts ? util_opt_string(L, 3, "stdin", NULL, &inlen) : NULL;
-  build_command(L, opts, cmd, len);
-  cmd = lua_tolstring(L, -1, &len);
+  if (opts && lua_getfield(L, 3, "env") != LUA_TNIL)
+    return util_field_error(L, "env",
+                            "not an exec option: prefix the command with "
+                            "upgrun.shell.env_prefix(env)");
+  if (opts) lua_pop(L, 1);
   if (!S || S->state != ST_READY)
     return upgrun_push_error(L, "closed", "the SSH session is closed%s%s",
                              S && S->dead_msg[0] ? ": " : "",
@@ -1454,6 +1457,8 @@ static int l_info(lua_State *L) {
     lua_setfield(L, -2, "user");
     lua_pushstring(L, S->fingerprint);
     lua_setfield(L, -2, "fingerprint");
+    lua_pushstring(L, S->identity);
+    lua_setfield(L, -2, "identity");
     int pending = 0;
     for (ssh_op *o = S->ops; o; o = o->next)
       pending++;
@@ -1493,7 +1498,8 @@ int luaopen_upgrun_ssh(lua_State *L) {
       {"exec", l_exec},     {"upload", l_upload},       {"close", l_close},
       {"info", l_info},     {"is_open", l_is_open},     {"__gc", l_close},
       {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
-  static const luaL_Reg fns[] = {{"connect", l_connect}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"connect", l_connect}, {"local_account", l_local_account}, {NULL, NULL}};
   if (libssh2_init(0) != 0) return luaL_error(L, "libssh2_init failed");
   upgrun_on_shutdown(upgrun_from_lua(L), ssh_shutdown, NULL);
   util_new_class(L, SESSION_MT, methods);

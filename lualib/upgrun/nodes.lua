@@ -12,7 +12,8 @@
 -- A node keeps ONE SSH session (connected lazily, reused by every command,
 -- re-connected once if it died); concurrent commands on a node share it, a
 -- channel per command.
-local ssh = require "upgrun.ssh"
+local ssh_identity = require "upgrun.ssh_identity"
+local shell = require "upgrun.shell"
 local task = require "upgrun.task"
 local single_flight = require "upgrun.single_flight"
 local time = require "upgrun.time"
@@ -131,7 +132,7 @@ function Node:session()
   local function connect()
     local ev = ev_start("connect", self, { host = self.host, port = self.port, user = self.user,
       reconnect = reconnect or nil })
-    local sess, err = ssh.connect {
+    local sess, err = ssh_identity.connect {
       host = self.host, port = self.port, user = self.user, key = self.key,
       password = self.vars.ansible_password or self.vars.ansible_ssh_pass,
       known_hosts = self.known_hosts, host_key_policy = self.host_key_policy,
@@ -175,8 +176,8 @@ function Node:run(cmd, opts)
   local sess, err = self:session()
   local r
   if sess then
-    r, err = sess:exec(self:_wrap(cmd, opts), { timeout = opts.timeout, stdin = opts.stdin, env = opts.env,
-      max_output = opts.max_output })
+    r, err = sess:exec(shell.env_prefix(opts.env) .. self:_wrap(cmd, opts), { timeout = opts.timeout,
+      stdin = opts.stdin, max_output = opts.max_output })
   end
   if r then
     r.ok = r.status == 0

@@ -75,12 +75,19 @@ end
 function M.http(spec)
   assert(type(spec) == "table" and type(spec.url) == "string", "probe.http needs {url = ...}")
   local http
+  local fixed -- the request, built once when nothing in it changes per sample
   return function(ctx, p)
     http = http or require "upgrun.http"
     local headers = spec.headers
-    if type(headers) == "function" then headers = headers(ctx) end
-    return http.request { method = spec.method or "GET", url = spec.url, headers = headers,
-                          body = spec.body, timeout = spec.timeout or p.timeout }
+    if type(headers) == "function" then
+      headers = headers(ctx)
+    elseif fixed and fixed.timeout == (spec.timeout or p.timeout) then
+      return http.request(fixed)
+    end
+    local req = { method = spec.method or "GET", url = spec.url, headers = headers,
+                  body = spec.body, timeout = spec.timeout or p.timeout }
+    if type(spec.headers) ~= "function" then fixed = req end
+    return http.request(req)
   end
 end
 

@@ -20,6 +20,7 @@ local probe = require "upgrun.probe"
 local Timeline = require "upgrun.timeline"
 
 local M = {}
+local EARLY = 0.001 -- seconds: see ProbeRun:start
 local ProbeRun = {}
 ProbeRun.__index = ProbeRun
 M.ProbeRun = ProbeRun
@@ -90,6 +91,12 @@ function ProbeRun:sample(ctx, job)
   self:record(job.seq, s)
 end
 
+-- The body of a sample's task.
+local function run_sample(self, ctx, job)
+  self:sample(ctx, job)
+  self.outstanding[job.task] = nil
+end
+
 -- Starts sampling (when running: only the stage changes). `current_step()`
 -- names the step(s) running now.
 function ProbeRun:start(ctx, stage, current_step)
@@ -100,14 +107,17 @@ function ProbeRun:start(ctx, stage, current_step)
   self.running = true
   local start_mono = time.mono()
   self.windows[#self.windows + 1] = { start = tl:rel(start_mono) }
+  local sample_name = "sample " .. self.name
   self.loop = task.spawn("probe " .. self.name, function()
     local k = 0
     while self.running do
-      -- Sleep until the slot is due (a timer may fire a little early when
-      -- the loop's cached time is stale, hence the loop).
+      -- Sleep until the slot is due. The loop's timers count whole
+      -- milliseconds on its cached clock and may fire up to ~1 ms early: a
+      -- slot less than EARLY away is due (sleeping again for that would
+      -- cost wake-ups for nothing; the sample is stamped when it is sent).
       local due = start_mono + k * p.interval
       local now = time.mono()
-      while due > now and self.running do
+      while due - now > EARLY and self.running do
         if not pcall(time.sleep, due - now) then self.running = false end
         now = time.mono()
       end
@@ -124,11 +134,8 @@ function ProbeRun:start(ctx, stage, current_step)
         -- t_send is stamped again (with wall) when the sample task runs: the
         -- request goes out then; this one holds if it never runs.
         local job = { seq = self.seq, t_send = time.mono(), stage = self.stage, step = step }
-        local st
-        st = task.spawn("sample " .. self.name, function()
-          self:sample(ctx, job)
-          if st then self.outstanding[st] = nil end
-        end)
+        local st = task.spawn(sample_name, run_sample, self, ctx, job)
+        job.task = st -- set before the task first runs
         if not job.done then self.outstanding[st] = job end
       end
       k = k + 1

@@ -14,7 +14,8 @@ Paths:
   /echo[...]        200, JSON {method, path, headers (lowercased), body};
                     with ?close=1 the connection is then closed without a
                     "Connection: close" header (a server dropping idle
-                    keep-alive connections, e.g. on restart)
+                    keep-alive connections, e.g. on restart); with
+                    &after=S it is closed after S seconds idle
   /status/N         answers status N with a short JSON body
   /delay?s=S        waits S seconds, then 200; if the client closes the
                     connection while waiting, counts it in stats.aborted
@@ -32,6 +33,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -83,6 +85,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_body(200, json.dumps(doc).encode())
             if "close" in q:  # then drop the idle connection, unannounced
                 self.wfile.flush()
+                if "after" in q:  # ... once it has been idle for a while
+                    time.sleep(float(q["after"][0]))
                 self.close_connection = True
         elif path.startswith("/status/"):
             code = int(path.split("/")[2])

@@ -10,6 +10,8 @@ local ssh = require "upgrun.ssh"
 local task = require "upgrun.task"
 local time = require "upgrun.time"
 local proc = require "upgrun.proc"
+local shell = require "upgrun.shell"
+local ssh_identity = require "upgrun.ssh_identity"
 
 local lab = H.new()
 local n1 = lab:start("n1")
@@ -34,6 +36,7 @@ T.case("key authentication and a first command", function()
   local info = s:info()
   T.eq(info.open, true); T.eq(info.port, n1.port)
   T.ok(info.fingerprint:match("^SHA256:[%w+/]+$"), info.fingerprint)
+  T.eq(info.identity, "key " .. lab.key)
   S = s
 end)
 
@@ -51,9 +54,14 @@ end)
 
 T.case("stdin and env", function()
   local input = string.rep("abcdefgh", 200000) -- 1.6 MB, larger than the window
-  local r = assert(S:exec("wc -c; echo \"$A|$B\"", { stdin = input, env = { A = "x y", B = "it's" } }))
+  local cmd = shell.env_prefix({ A = "x y", B = "it's" }) .. "wc -c; echo \"$A|$B\""
+  T.eq(cmd:sub(1, 36), "export A='x y'; export B='it'\\''s'; ")
+  local r = assert(S:exec(cmd, { stdin = input }))
   T.eq(r.stdout, tostring(#input) .. "\nx y|it's\n")
-  T.raises("env", S.exec, S, "true", { env = { ["A;rm"] = "x" } })
+  T.raises("env", shell.env_prefix, { ["A;rm"] = "x" })
+  T.raises("env", shell.env_prefix, { A = {} })
+  -- the environment is part of the command, not an exec option (policy in Lua)
+  T.raises("env", S.exec, S, "true", { env = { A = "x" } })
 end)
 
 T.case("a 50 MB stdout arrives whole", function()
@@ -310,6 +318,101 @@ T.case("sessions to 10 nodes from 10 tasks at once", function()
   end
   io.write(string.format("     10 fresh connections + command: %.2f s\n", time.mono() - t0))
   for _, n in ipairs(nodes) do lab:stop(n) end
+end)
+
+-- ---- identity discovery (upgrun.ssh_identity: policy in Lua) -------------
+-- Each case runs upgrun in a child process with HOME pointed at a temp dir
+-- and SSH_AUTH_SOCK set or not, as a user's shell would have them.
+local BIN = os.getenv("UPGRUN_BIN") or T.src("build/upgrun")
+local probe_script = lab.dir .. "/identity_probe.lua"
+H.writefile(probe_script, [[
+local ident = require "upgrun.ssh_identity"
+local s, err = ident.connect { host = "127.0.0.1", port = tonumber(arg[1]), timeout = 10 }
+if not s then io.stdout:write("ERR ", err.kind, ": ", err.message, "\n"); os.exit(1) end
+local r = assert(s:exec("id -un"))
+io.stdout:write("OK ", s:info().user, " | ", s:info().identity, " | ", r.stdout)
+s:close()
+]])
+
+-- A HOME with .ssh/known_hosts pinning n1 (and whatever keys are put there).
+local function fake_home(name)
+  local home = lab.dir .. "/" .. name
+  H.sh(string.format("mkdir -p '%s/.ssh' && chmod 700 '%s/.ssh'", home, home))
+  H.writefile(home .. "/.ssh/known_hosts", H.readfile(n1.known_hosts))
+  return home
+end
+
+local function run_probe(env)
+  env.PATH = os.getenv("PATH")
+  local r = assert(proc.run({ BIN, probe_script, tostring(n1.port) }, { env = env, timeout = 30 }))
+  return r.stdout .. r.stderr, r.status
+end
+
+T.case("discovery: ~/.ssh/id_ed25519 and ~/.ssh/known_hosts of HOME, the local user", function()
+  local home = fake_home("home_key")
+  local k = H.keygen(home .. "/.ssh/id_ed25519")
+  local f = assert(io.open(lab.dir .. "/authorized_keys", "ab"))
+  f:write(H.readfile(k .. ".pub")); f:close()
+  local out, status = run_probe({ HOME = home })
+  T.eq(status, 0, out)
+  T.eq(out, "OK " .. lab.user .. " | key " .. k .. " | " .. lab.user .. "\n")
+  -- the same HOME without the host's line in known_hosts: the default path is the one read
+  H.writefile(home .. "/.ssh/known_hosts", "")
+  out, status = run_probe({ HOME = home })
+  T.eq(status, 1, out)
+  T.ok(out:find("^ERR hostkey: ") and out:find(home .. "/.ssh/known_hosts", 1, true), out)
+end)
+
+T.case("discovery: an ssh-agent started here (SSH_AUTH_SOCK), no key files", function()
+  local home = fake_home("home_agent")
+  local k = H.keygen(lab.dir .. "/id_agent")
+  local f = assert(io.open(lab.dir .. "/authorized_keys", "ab"))
+  f:write(H.readfile(k .. ".pub")); f:close()
+  local sock = lab.dir .. "/agent.sock"
+  local started = H.sh(string.format("ssh-agent -s -a '%s'", sock))
+  local pid = tonumber(started:match("SSH_AGENT_PID=(%d+)"))
+  T.ok(pid, started)
+  local ok, err = pcall(function()
+    H.sh(string.format("SSH_AUTH_SOCK='%s' ssh-add -q '%s' 2>&1", sock, k))
+    local out, status = run_probe({ HOME = home, SSH_AUTH_SOCK = sock })
+    T.eq(status, 0, out)
+    T.eq(out, "OK " .. lab.user .. " | agent " .. sock .. " | " .. lab.user .. "\n")
+    -- the agent without keys: named in the error, with the default files tried after it
+    H.sh(string.format("SSH_AUTH_SOCK='%s' ssh-add -q -D 2>&1", sock))
+    out, status = run_probe({ HOME = home, SSH_AUTH_SOCK = sock })
+    T.eq(status, 1, out)
+    T.ok(out:find("^ERR auth: ") and out:find("agent at " .. sock .. " has no keys", 1, true), out)
+  end)
+  proc.run({ "kill", tostring(pid) }, { timeout = 5 })
+  if not ok then error(err, 0) end
+end)
+
+T.case("discovery: no agent and no key file -> auth error naming what was tried", function()
+  local home = fake_home("home_empty")
+  local out, status = run_probe({ HOME = home })
+  T.eq(status, 1, out)
+  T.ok(out:find("^ERR auth: no SSH identity for " .. lab.user .. "@127.0.0.1:" .. n1.port), out)
+  T.ok(out:find("the agent (SSH_AUTH_SOCK not set)", 1, true), out)
+  for _, name in ipairs { "id_ed25519", "id_ecdsa", "id_rsa" } do
+    T.ok(out:find(home .. "/.ssh/" .. name .. " (not readable)", 1, true), out)
+  end
+end)
+
+T.case("resolve: defaults filled from the environment, explicit fields kept", function()
+  local env = { home = "/h", user = "alice", agent = "/run/agent.sock" }
+  local p = assert(ssh_identity.resolve({ host = "x" }, env))
+  T.eq(p.user, "alice"); T.eq(p.known_hosts, "/h/.ssh/known_hosts"); T.eq(p.agent, "/run/agent.sock")
+  T.eq(p.keys, nil) -- no /h/.ssh/id_* on this machine
+  p = assert(ssh_identity.resolve({ host = "x", user = "bob", key = "/k", known_hosts = "/kh" }, env))
+  T.eq(p.user, "bob"); T.eq(p.known_hosts, "/kh"); T.eq(p.agent, nil); T.eq(p.key, "/k")
+  p = assert(ssh_identity.resolve({ host = "x", password = "pw", agent = true }, env))
+  T.eq(p.agent, "/run/agent.sock"); T.eq(p.keys, nil)
+  T.err("auth", ssh_identity.resolve({ host = "x", agent = false }, env))
+  -- ssh.connect itself discovers nothing
+  T.raises("user", ssh.connect, { host = "127.0.0.1", port = n1.port, known_hosts = n1.known_hosts, key = lab.key })
+  T.raises("known_hosts", ssh.connect, { host = "127.0.0.1", port = n1.port, user = lab.user, key = lab.key })
+  T.raises("agent", ssh.connect, { host = "127.0.0.1", port = n1.port, user = lab.user,
+    known_hosts = n1.known_hosts, agent = true })
 end)
 
 lab:cleanup()

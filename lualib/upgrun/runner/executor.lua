@@ -164,6 +164,7 @@ function Exec:run_step(ctx, spec)
   st.running = true
   if parent then parent.active_children = parent.active_children + 1 end
   run.running_list[#run.running_list + 1] = st
+  run.current_step_cache = nil
   run.tl:event("step_start", { step = st.path, id = st.id, stage = st.stage, name = st.name, depth = st.depth,
                                t = st.start, wall = st.wall_start })
   stack[#stack + 1] = st
@@ -181,6 +182,7 @@ function Exec:run_step(ctx, spec)
   st.running = nil
   if parent then parent.active_children = parent.active_children - 1 end
   for i, x in ipairs(run.running_list) do if x == st then table.remove(run.running_list, i); break end end
+  run.current_step_cache = nil
 
   if ok then
     st.result = "passed"

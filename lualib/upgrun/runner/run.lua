@@ -42,14 +42,19 @@ function Run:stack()
   return st
 end
 
--- Paths of the innermost steps running now (for attribution of samples).
+-- Paths of the innermost steps running now (for attribution of samples:
+-- every probe asks at every send, so the answer is kept until a step starts
+-- or ends, when the executor clears run.current_step_cache).
 function Run:current_step()
+  local c = self.current_step_cache
+  if c ~= nil then return c or nil end
   local names = {}
   for _, st in ipairs(self.running_list) do
     if st.active_children == 0 then names[#names + 1] = st.path end
   end
-  if #names == 0 then return nil end
-  return table.concat(names, " | ")
+  c = #names > 0 and table.concat(names, " | ") or false
+  self.current_step_cache = c
+  return c or nil
 end
 
 -- Loads the -i inventory once; returns it or nil, message.
