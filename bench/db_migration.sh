@@ -39,7 +39,7 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 if [ $PRIVATE = 0 ]; then
   DATADIR=$LAB/mysql
-  nm() { "$SVC" run "$NODE" nova-manage "$@"; }
+  nm() { "$SVC" run "$NODE" nova-manage "$@" {fd}>&-; }
 else
   ROOT=$LAB/roots/$TO
   [ -f "$ROOT/.built" ] || { echo "db_migration.sh: no $TO root ($ROOT): run tests/lab/install" >&2; exit 1; }
@@ -84,8 +84,8 @@ migrated() { awk -F'|' 'NF >= 5 && $4 ~ /^ *[0-9]+ *$/ { s += $4 } END { print s
 # prepare: the old release's databases with N more instances, nova services stopped
 prepare() {
   if [ $PRIVATE = 0 ]; then
-    "$LABSRC/reset" > "$logs/$N-reset.log" 2>&1 || { echo "db_migration.sh: tests/lab/reset failed ($logs/$N-reset.log)" >&2; return 1; }
-    "$LABSRC/seed-db" --instances "$N" > "$logs/$N-seed.log" 2>&1 || { echo "db_migration.sh: seed-db failed ($logs/$N-seed.log)" >&2; return 1; }
+    "$LABSRC/reset" > "$logs/$N-reset.log" 2>&1 {fd}>&- || { echo "db_migration.sh: tests/lab/reset failed ($logs/$N-reset.log)" >&2; return 1; }
+    "$LABSRC/seed-db" --instances "$N" > "$logs/$N-seed.log" 2>&1 {fd}>&- || { echo "db_migration.sh: seed-db failed ($logs/$N-seed.log)" >&2; return 1; }
     "$SVC" switch "$NODE" "$TO" >/dev/null
   else
     local m=(mariadb --socket="$SOCK" -uroot)
@@ -107,7 +107,7 @@ for N in $SIZES; do
   if [ $PRIVATE = 0 ]; then
     exec {fd}>"$LOCK"
     flock -w 3600 "$fd" || { echo "db_migration.sh: the lab lock stayed taken for an hour" >&2; exit 1; }
-    trap '"$LABSRC/reset" >/dev/null 2>&1 || echo "db_migration.sh: reset failed: run tests/lab/reset" >&2' EXIT
+    trap '"$LABSRC/reset" >/dev/null 2>&1 {fd}>&- || echo "db_migration.sh: reset failed: run tests/lab/reset" >&2' EXIT
   fi
   t=$(now)
   prepare
@@ -132,7 +132,7 @@ for N in $SIZES; do
   printf 'N=%-6s api_db sync %6ss  db sync %6ss  online migrations %7ss (%s rows, %s pass(es))  DB %s -> %s MB  (seed %ss)\n' \
     "$N" "$api" "$db" "$odm" "$rows" "$pass" "$((before / 1048576))" "$((after / 1048576))" "$seed"
   if [ $PRIVATE = 0 ]; then
-    "$LABSRC/reset" > "$logs/$N-reset-after.log" 2>&1 || { echo "db_migration.sh: tests/lab/reset failed ($logs/$N-reset-after.log)" >&2; exit 1; }
+    "$LABSRC/reset" > "$logs/$N-reset-after.log" 2>&1 {fd}>&- || { echo "db_migration.sh: tests/lab/reset failed ($logs/$N-reset-after.log)" >&2; exit 1; }
     trap - EXIT
     flock -u "$fd"; exec {fd}>&-
   fi
