@@ -1,6 +1,6 @@
 # tests/lab/labapi.py — a tiny stdlib-only OpenStack client for the lab scripts: Keystone
 # tokens, JSON requests, and the catalog/users/image/flavor set-up `up` does once
-# (`python3 labapi.py keystone|cloud|warm-neutron`, password from $LAB_PASSWORD) and one
+# (`python3 labapi.py keystone|cloud|warm-neutron|seed-templates`, password from $LAB_PASSWORD) and one
 # pass of the readiness check `ready` loops on (`labapi.py check`). Also imported by `smoke`.
 import json, os, sys, time, urllib.error, urllib.request
 
@@ -179,6 +179,51 @@ def api_check(pw, computes=("cmp1", "cmp2"), nova_ports=(18774, 18781, 18782)):
     return bad
 
 
+def seed_templates(pw, hosts=("cmp1", "cmp2"), timeout=120):
+    """tests/lab/seed-db's templates: one ACTIVE server per compute (seed-template-<host>),
+    booted, stopped and started through the API (so it has actions and events), reused when
+    there; prints their uuids."""
+    tok, _ = token("admin", pw)
+    nova = "http://127.0.0.1:18774/v2.1"
+    mv = {"OpenStack-API-Version": "compute 2.74", "X-OpenStack-Nova-API-Version": "2.74"}
+
+    def call(method, path, body=None):
+        st, j, _ = req(method, nova + path, tok, body, mv)
+        return ok(st, j, "%s %s" % (method, path))
+
+    def wait(sid, status):
+        end = time.time() + timeout
+        while True:
+            s = call("GET", "/servers/" + sid)["server"]
+            if s["status"] == "ERROR":
+                raise Http("seed template %s went to ERROR: %s" % (sid, s.get("fault")))
+            if s["status"] == status and not s.get("OS-EXT-STS:task_state"):
+                return
+            if time.time() > end:
+                raise Http("seed template %s not %s after %ss (%s)" % (sid, status, timeout, s["status"]))
+            time.sleep(0.5)
+
+    img = None
+    for host in hosts:
+        name = "seed-template-" + host
+        found = call("GET", "/servers?name=^%s$" % name)["servers"]
+        if found:
+            sid = found[0]["id"]
+        else:
+            if img is None:
+                st, j, _ = req("GET", "http://127.0.0.1:19292/v2/images?name=lab-image", tok)
+                img = ok(st, j, "find lab-image")["images"][0]["id"]
+            sid = call("POST", "/servers", {"server": {
+                "name": name, "imageRef": img, "flavorRef": "lab-tiny", "networks": "none", "host": host,
+                "metadata": {"seeded-by": "tests/lab/seed-db"}}})["server"]["id"]
+            wait(sid, "ACTIVE")
+            for act, status in (("os-stop", "SHUTOFF"), ("os-start", "ACTIVE")):
+                call("POST", "/servers/%s/action" % sid, {act: None})
+                wait(sid, status)
+        wait(sid, "ACTIVE")
+        print(sid)
+
+
 def check(pw):
     bad = api_check(pw)
     for b in bad:
@@ -189,4 +234,4 @@ def check(pw):
 if __name__ == "__main__":
     pw = os.environ["LAB_PASSWORD"]
     {"keystone": init_keystone, "cloud": init_cloud, "warm-neutron": warm_neutron,
-     "check": check}[sys.argv[1]](pw)
+     "check": check, "seed-templates": seed_templates}[sys.argv[1]](pw)

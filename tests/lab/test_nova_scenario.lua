@@ -8,7 +8,9 @@
 -- data migrations ran to the end, and the rolling upgrade kept the Nova API out
 -- for less time than the manual one (UPGRUN_LAB_TO_RELEASE=zed-u5: across the
 -- quick pair instead). Also: a release the inventory does not
--- offer is refused (exit 2) with the offered ones listed. The resource watch
+-- offer is refused (exit 2) with the offered ones listed; a DB migration that
+-- fails for real (a DB user without grant) fails its step with the end of
+-- nova-manage's output in report.json. The resource watch
 -- (s:watch on the persistent servers): the clean rolling run shows no change
 -- that was not made on purpose; a short run with tests/lab/watch_hooks.lua
 -- (one server deleted after the DB migration, the other stopped for 10 s)
@@ -136,6 +138,50 @@ T.case("a release the inventory does not offer is refused, listing the offered o
                  "--set", "to_release=wallaby" })
   T.eq(r.status, 2)
   T.ok(r.stderr:find('no release "wallaby"', 1, true) and r.stderr:find("offered: zed", 1, true), r.stderr)
+end)
+
+-- A DB migration that fails for real: ctl1's nova.conf gets (through the site's config
+-- command, the inventory's nova_config_set) an [api_database] connection for a MariaDB user
+-- that has no grant, so `nova-manage api_db sync` is refused by the database. The run must
+-- fail at that step with the end of nova-manage's own output (MariaDB's refusal) in
+-- report.json, run no later migration, and print no secret. The before checks are cut to the
+-- minimum (no suite, no boot probe, no settle window); `reset` in the next run clears it.
+T.case("a failing DB migration fails its step with the tail of nova-manage's output", function()
+  delete_leftovers()
+  local r = sh({ SRC .. "/tests/lab/reset" }, 600)
+  assert(r.status == 0, "tests/lab/reset failed: " .. r.stdout .. r.stderr)
+  local cmd = INV.nova_config_set:gsub("{node}", "ctl1"):gsub("{section}", "api_database")
+    :gsub("{option}", "connection"):gsub("{value}", "'mysql+pymysql://upgrun_no_grant@127.0.0.1:13306/nova_api'")
+  r = sh({ "sh", "-c", cmd })
+  T.eq(r.status, 0, "svc config: " .. r.stderr)
+  local out = OUT .. "/failing-migration"
+  sh({ "rm", "-rf", out })
+  r = assert(proc.run({ BIN, SRC .. "/scenarios/nova_mitaka_newton.lua", "-i", LAB .. "/inventory.yml",
+                        "--cloud", "upgrun-lab", "-o", out, "--set", "strategy=rolling", "--set", "to_release=" .. TO,
+                        "--set", "checks_at=mixed", "--set", "boot_interval=0", "--set", "steady_settle=0" },
+                      { timeout = 900, env_add = { OS_CLIENT_CONFIG_FILE = LAB .. "/clouds.yaml" } }))
+  io.write(r.stdout, r.stderr)
+  T.eq(r.status, 1, "a failed step fails the run")
+  local doc = read_json(out .. "/report.json")
+  T.eq(doc.verdict, "failed")
+  local res = {}
+  for _, st in ipairs(doc.steps) do res[st.path] = st end
+  local st = res["3. DB expansion / nova-manage api_db sync"]
+  T.ok(st and st.result == "failed", "the api_db sync step failed")
+  local e = st and st.error or ""
+  -- 255: nova-manage's exit when its command raised ("An error has occurred: <traceback>")
+  T.ok(e:find("nova-manage api_db sync failed (exit 255)", 1, true), "names the command and its exit: " .. e)
+  T.ok(e:find("Access denied for user 'upgrun_no_grant'", 1, true) and e:find("1045", 1, true),
+       "carries MariaDB's refusal from the end of nova-manage's output: " .. e)
+  T.ok(#e <= 1700, "only the tail (" .. #e .. " bytes)")
+  T.eq(res["3. DB expansion"] and res["3. DB expansion"].result, "failed")
+  T.ok(not res["3. DB expansion / nova-manage db sync"], "db sync did not run after the failure")
+  T.ok(not res["4. controllers (conductors_first)"], "no controller was restarted on a failed migration")
+  local f = assert(io.open(LAB .. "/etc/secret"))
+  local secret = f:read("l")
+  f:close()
+  local text = T.read(out .. "/report.json")
+  T.ok(#secret >= 8 and not text:find(secret, 1, true), "the lab password is not in report.json")
 end)
 
 T.case("rolling upgrade on the lab", function()
