@@ -199,5 +199,16 @@ T.case("choices and offered releases are checked before anything runs (exit 2)",
   T.eq(events(), "", "nothing ran")
 end)
 
+T.case("scenarios/template.lua plans on a real inventory", function()
+  local r = assert(proc.run({ BIN, T.src("scenarios/template.lua"), "-i", INV, "--plan", "--set", "from_release=r1",
+                              "--set", "to_release=r2", "--set", "api_group=app", "--set", "api_service=app-api",
+                              "--set", "other_services=app-worker" }, { timeout = 60 }))
+  T.eq(r.status, 0, r.stderr)
+  for _, want in ipairs({ "step 3. app-api node by node", "step restart app-api on n2", "drain n3",
+                          "cinder volume list: every 0.2 s" }) do
+    T.ok(r.stdout:find(want, 1, true), "plan shows " .. want .. ":\n" .. r.stdout)
+  end
+end)
+
 lab:cleanup()
 return T.done()
