@@ -63,10 +63,11 @@ function M.scenario(spec)
     local vars = M.inventory_vars(ctx)
     local offered = vars and vars.upgrun_releases
     for _, name in ipairs({ "from_release", "to_release" }) do
-      if P[name] == nil or P[name] == "" then
+      if (P[name] == nil or P[name] == "") and ctx.plan then
+        P[name] = "<" .. spec.project .. "_" .. name .. ">" -- a plan without -i: named, not known
+      elseif P[name] == nil or P[name] == "" then
         error(string.format("--set %s: no release given and the inventory has no %s_%s", name, spec.project, name), 0)
-      end
-      if type(offered) == "table" then
+      elseif type(offered) == "table" then
         local found = false
         for _, r in ipairs(offered) do if r == P[name] then found = true end end
         if not found then
