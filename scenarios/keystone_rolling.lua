@@ -26,6 +26,7 @@
 -- keystone_manage (command prefix of keystone-manage on a node), keystone_from_release /
 -- keystone_to_release, and upgrun_services.keystone with drain/undrain for the balancer.
 -- The lab's: tests/lab/keystone-lb up (two Keystones behind their own HAProxy).
+local errors = require "upgrun.errors"
 local http = require "upgrun.http"
 local openstack = require "upgrun.openstack"
 local upgrade = require "upgrun.upgrade"
@@ -72,7 +73,7 @@ upgrade.probe(s, {
   name = "keystone version document",
   fn = function(ctx) return http.request { url = ctx.cloud.identity:endpoint("identity"), timeout = 2 } end,
   rate = { param = "version_rate", default = 10, description = "version-document requests per second" },
-  expect = { 200 }, budget = budget, timeout = 2, max_in_flight = 8, stages = STAGES, baseline = "before",
+  expect = { 200 }, budget = budget, timeout = 5, max_in_flight = 8, stages = STAGES, baseline = "before",
 })
 
 s:setup(function(ctx)
@@ -124,7 +125,7 @@ local function tokens_validate(ctx, when)
   for _, t in ipairs(tokens) do
     ctx:check(string.format("token issued before the upgrade (%s) validates %s", t.who, when), function()
       local info, err = ctx.cloud.identity:validate(t.token, { timeout = 10 })
-      if not info then return false, tostring(err) end
+      if not info then return false, errors.message(err) end
       return info.user and info.user.id == t.user_id, "user " .. tostring(info.user and info.user.name)
     end)
   end
@@ -198,18 +199,19 @@ s:stage("after", function(ctx)
       upgrade.survived(ctx, kind, function(rec, check)
         local doc, err = api(ctx, "GET", "/" .. kind .. "s/" .. rec.id)
         check(kind .. " still exists", doc ~= nil and doc[kind].name == rec.data.name, doc and doc[kind].name
-          or tostring(err))
+          or errors.message(err))
       end)
     end
     upgrade.survived(ctx, "user", function(rec, check)
       local doc, err = api(ctx, "GET", "/users/" .. rec.id)
-      check("user still exists", doc ~= nil and doc.user.name == rec.data.name, doc and doc.user.name or tostring(err))
-      local _, aerr = api(ctx, "HEAD", string.format("/projects/%s/users/%s/roles/%s", rec.data.project, rec.id,
-        rec.data.role))
-      check("user keeps its role on its project", aerr == nil, aerr and tostring(aerr) or "assigned")
+      check("user still exists", doc ~= nil and doc.user.name == rec.data.name,
+        doc and doc.user.name or errors.message(err))
+      local assigned, aerr = api(ctx, "HEAD", string.format("/projects/%s/users/%s/roles/%s", rec.data.project,
+        rec.id, rec.data.role))
+      check("user keeps its role on its project", assigned ~= nil, assigned and "assigned" or errors.message(aerr))
       if passwords[rec.id] then
         local tok, terr = user_token(ctx, rec)
-        check("user still authenticates", tok ~= nil, tok and "new token issued" or tostring(terr))
+        check("user still authenticates", tok ~= nil, tok and "new token issued" or errors.message(terr))
       else
         ctx:skip(rec.data.name .. " user still authenticates", "its password was only in the memory of an "
           .. "earlier run (resumed)")
@@ -222,8 +224,8 @@ end)
 
 for _, kind in ipairs({ "user", "project", "role" }) do
   s:cleanup(kind, function(ctx, rec)
-    local _, err = api(ctx, "DELETE", "/" .. kind .. "s/" .. rec.id)
-    if err and err.status ~= 404 then error(err, 0) end
+    local ok, err = api(ctx, "DELETE", "/" .. kind .. "s/" .. rec.id)
+    if not ok and err.status ~= 404 then error(errors.message(err), 0) end
   end)
 end
 
