@@ -24,22 +24,22 @@
 --
 -- Everything site-specific (nodes, services, how code is switched, service names,
 -- releases) comes from the inventory and --set. See docs/nova_scenario.md.
-local scenario = require "upgrun.scenario"
 local http = require "upgrun.http"
+local time = require "upgrun.time"
+local upgrade = require "upgrun.upgrade"
 local nova = require "upgrun.nova.upgrade"
 local lifecycle = require "upgrun.nova.lifecycle"
 
-local s = scenario.new {
+local s = upgrade.scenario {
+  project = "nova",
   name = "nova_mitaka_newton",
   description = "Nova rolling upgrade with before/during/after tests (OSIC Nova rolling-upgrade plan)",
+  releases = { from = "mitaka", to = "newton" },
+  strategies = { "rolling", "manual" },
+  strategy_description = "manual: everything down, migrate, everything up",
   params = {
-    from_release = { default = "", description = "release the cloud runs before; default: inventory var "
-                       .. "nova_from_release, else mitaka" },
-    to_release = { default = "", description = "release to upgrade to; default: inventory var nova_to_release, "
-                     .. "else newton" },
-    strategy = { default = "rolling", description = "rolling | manual (everything down, migrate, up)" },
-    controller_order = { default = "conductors_first",
-                         description = "conductors_first | by_controller (the plan leaves it open)" },
+    controller_order = { default = "conductors_first", choices = { "conductors_first", "by_controller" },
+                         description = "order of the controllers' restarts (the plan leaves it open)" },
     expected_binaries = { type = "list", default = {},
                           description = "binaries compute service list must show; default: inventory var "
                             .. "nova_expected_binaries, else the Mitaka/Newton set (with nova-consoleauth)" },
@@ -52,23 +52,19 @@ local s = scenario.new {
                   .. "var nova_network, else auto" },
     security_group = { default = "default", description = "security group for the add/remove check" },
     validation = { default = false, description = "servers are reachable over SSH (validation network)" },
-    list_rate = { default = 5, description = "Nova servers.list probes per second" },
-    version_rate = { default = 20, description = "Nova version-document probes per second" },
-    keystone_rate = { default = 2, secret = false, description = "Keystone token validations per second" },
-    watch_interval = { default = 2, description = "seconds between listings of the persistent servers (0: off)" },
-    boot_interval = { default = 15, description = "seconds between server boot/delete cycles (0: off)" },
-    stop_grace = { default = 30, description = "seconds a service gets after SIGTERM before SIGKILL" },
-    service_timeout = { default = 180, description = "seconds to wait for a service to report up" },
     api_downtime_budget = { default = 10, description = "max Nova API downtime (s) in a rolling upgrade" },
-    checks_at = { type = "list", default = { "before", "mixed", "after" },
+    checks_at = { type = "list", default = { "before", "mixed", "after" }, choices = { "before", "mixed", "after" },
                   description = "where the persistent-resources suite runs: before, mixed (controllers "
                     .. "upgraded, computes not yet: rolling only), after" },
-    ffu_workaround = { default = "auto", description = "auto | on | off: set Nova's [workarounds] "
+    ffu_workaround = { default = "auto", choices = { "auto", "on", "off" },
+                       description = "set Nova's [workarounds] "
                          .. "disable_compute_service_check_for_ffu on every node for the upgrade (auto: when "
                          .. "the inventory's upgrun_release_series says it skips a release)" },
     online_migration_batch = { default = 50, description = "rows per online_data_migrations run (--max-count)" },
-    code_switch = { default = "ssh", description = "ssh | ansible: step 2 runs each node's nova_code_switch over "
-                      .. "upgrun's SSH, or code_switch_playbook with ansible-playbook (same inventory)" },
+    watch_interval = { default = 2, description = "seconds between listings of the persistent servers (0: off)" },
+    code_switch = { default = "ssh", choices = { "ssh", "ansible" },
+                    description = "step 2 runs each node's nova_code_switch over upgrun's SSH, or "
+                      .. "code_switch_playbook with ansible-playbook (same inventory)" },
     code_switch_playbook = { default = "playbooks/nova_code_switch.yml",
                              description = "the playbook of code_switch=ansible (relative to this file)" },
     online_migration_passes = { default = 20, description = "max runs of nova-manage db online_data_migrations "
@@ -80,28 +76,34 @@ local P -- the parameters, set when the first stage starts
 
 -- ---------------------------------------------------------------- probes
 
-s:probe {
+local STAGES = { "before", "upgrade", "after" }
+-- the Nova API's downtime budget applies to the rolling upgrade (the manual one takes it down)
+local function api_budget(p) return p.strategy == "rolling" and { max_downtime = p.api_downtime_budget } or nil end
+
+upgrade.probe(s, {
   name = "nova servers.list", service = "compute", kind = "http", url = "GET compute /servers?limit=50",
   fn = function(ctx) return ctx.cloud.compute:request("GET", "/servers?limit=50") end,
-  rate = 5, timeout = 5, max_in_flight = 4, stages = { "before", "upgrade", "after" }, baseline = "before",
-}
+  rate = { param = "list_rate", default = 5, description = "Nova servers.list probes per second" },
+  budget = api_budget, timeout = 5, max_in_flight = 4, stages = STAGES, baseline = "before",
+})
 
-s:probe {
+upgrade.probe(s, {
   name = "nova version document", service = "compute", kind = "http", url = "GET compute /",
   fn = function(ctx)
     return http.request { url = ctx.cloud.compute:version_url(), timeout = 2 }
   end,
-  expect = { 200, 300 }, rate = 20, timeout = 2, max_in_flight = 8,
-  stages = { "before", "upgrade", "after" }, baseline = "before",
-}
+  rate = { param = "version_rate", default = 20, description = "Nova version-document probes per second" },
+  budget = api_budget, expect = { 200, 300 }, timeout = 2, max_in_flight = 8, stages = STAGES, baseline = "before",
+})
 
-s:probe {
+upgrade.probe(s, {
   name = "keystone token validation", service = "identity", kind = "http", url = "GET identity /v3/auth/tokens",
   fn = function(ctx) return ctx.cloud.identity:validate(nil, { timeout = 5 }) end,
-  rate = 2, timeout = 5, max_in_flight = 4, stages = { "before", "upgrade", "after" }, baseline = "before",
-}
+  rate = { param = "keystone_rate", default = 2, description = "Keystone token validations per second" },
+  timeout = 5, max_in_flight = 4, stages = STAGES, baseline = "before",
+})
 
-s:probe {
+upgrade.probe(s, {
   name = "nova server boot/delete cycle", service = "compute", kind = "workflow",
   url = "POST compute /servers, wait ACTIVE, DELETE",
   fn = function(ctx)
@@ -118,83 +120,42 @@ s:probe {
     if not ok then return nil, err end
     return gone, err2
   end,
-  interval = 15, timeout = 170, max_in_flight = 2, stages = { "upgrade" },
-}
+  interval = { param = "boot_interval", default = 15, description = "seconds between server boot/delete cycles "
+                 .. "(0: off)" },
+  timeout = 170, max_in_flight = 2, stages = { "upgrade" },
+})
 
 -- The persistent servers (ledger kind "server"), listed every `watch_interval` s
 -- through every stage: each change of status, task/vm/power state or host on the
 -- timeline, with the step running; time not ACTIVE on the recorded host is that
 -- server's unavailability; a server that vanishes fails the run at once.
-s:watch { kind = "server", every = 2, stages = { "before", "upgrade", "after" } }
+local watch = s:watch { kind = "server", every = 2, stages = STAGES }
 
--- Rates, budgets and choices are parameters: checked and applied once they
--- are known, before any probe starts.
+-- Nova's own settings, once the parameters are known (the layer resolved the releases).
 s:setup(function(ctx)
   P = ctx.params
   if not ctx.plan then
     local _ = ctx.cloud -- authenticate now: bad credentials stop the run before anything starts
   end
-  P.image = nova.setting(ctx, "image", "cirros")
-  P.from_release = nova.setting(ctx, "from_release", "mitaka")
-  P.to_release = nova.setting(ctx, "to_release", "newton")
-  P.network = nova.setting(ctx, "network", "auto")
-  local function one_of(name, ...)
-    for _, v in ipairs({ ... }) do if P[name] == v then return end end
-    error(string.format("--set %s: must be one of %s, got %q", name, table.concat({ ... }, ", "), P[name]), 0)
-  end
-  one_of("strategy", "rolling", "manual")
-  one_of("ffu_workaround", "auto", "on", "off")
-  one_of("code_switch", "ssh", "ansible")
-  for _, where in ipairs(P.checks_at) do
-    if where ~= "before" and where ~= "mixed" and where ~= "after" then
-      error(string.format("--set checks_at: each must be before, mixed or after, got %q", where), 0)
-    end
-  end
-  -- the releases must be ones the site offers (inventory var upgrun_releases)
-  local ok, inv = pcall(function() return ctx.inventory end)
-  local offered = ok and inv and inv.vars and inv.vars.upgrun_releases
-  if type(offered) == "table" then
-    for _, name in ipairs({ "from_release", "to_release" }) do
-      local found = false
-      for _, r in ipairs(offered) do if r == P[name] then found = true end end
-      if not found then
-        error(string.format("--set %s: the inventory offers no release %q (offered: %s)", name, P[name],
-          table.concat(offered, ", ")), 0)
-      end
-    end
-  end
-  one_of("controller_order", "conductors_first", "by_controller")
-  for probe, rate in pairs({ ["nova servers.list"] = P.list_rate, ["nova version document"] = P.version_rate,
-                             ["keystone token validation"] = P.keystone_rate }) do
-    if rate > 0 then s:probe_named(probe).interval = 1 / rate else s:probe_named(probe).stages = {} end
-  end
-  local w = s.watches[1]
-  if P.watch_interval > 0 then w.every = P.watch_interval else w.stages = {} end
-  local cycle = s:probe_named("nova server boot/delete cycle")
-  if P.boot_interval > 0 then cycle.interval = P.boot_interval else cycle.stages = {} end
-  if P.strategy == "rolling" then
-    for _, name in ipairs({ "nova servers.list", "nova version document" }) do
-      s:probe_named(name).budget = { max_downtime = P.api_downtime_budget }
-    end
-  end
+  P.image = upgrade.setting(ctx, "nova", "image", "cirros")
+  P.network = upgrade.setting(ctx, "nova", "network", "auto")
+  if P.watch_interval > 0 then watch.every = P.watch_interval else watch.stages = {} end
 end)
 
 -- ---------------------------------------------------------------- helpers
 
--- Raises with every node's error when ctx:parallel had failures.
-local function all_ok(results)
-  local errs = {}
-  for _, r in ipairs(results) do
-    if not r.ok then errs[#errs + 1] = tostring(type(r.error) == "table" and r.error.message or r.error) end
-  end
-  if #errs > 0 then error(table.concat(errs, "; "), 0) end
-end
-
 local function controllers(ctx) return ctx.inventory:group(P.controller_group) end
-local function computes(ctx) return nova.nodes_with(ctx, P.compute_group, "nova-compute") end
-local function all_nodes(ctx) return ctx.inventory:group(P.controller_group .. ":" .. P.compute_group) end
+local function computes(ctx) return upgrade.nodes_with(ctx, P.compute_group, "nova-compute") end
+local function all_group() return P.controller_group .. ":" .. P.compute_group end
+local function all_nodes(ctx) return ctx.inventory:group(all_group()) end
+local function restart_opts() return { grace = P.stop_grace, timeout = P.service_timeout } end
 
 local MITAKA_BINARIES = { "nova-conductor", "nova-scheduler", "nova-consoleauth", "nova-compute" }
+-- the controller_order choices: phases of services, each phase node by node
+local CONTROLLER_ORDERS = {
+  conductors_first = { { "nova-conductor" }, { "nova-scheduler", "nova-api" } },
+  by_controller = { { "nova-conductor", "nova-scheduler", "nova-api" } },
+}
 
 local function test_server_opts()
   return { image = P.image, flavor = P.flavor, network = P.network,
@@ -202,57 +163,34 @@ local function test_server_opts()
 end
 
 local function services_up(ctx, label, since)
-  local expected = nova.expected_services(ctx, nova.setting(ctx, "expected_binaries", MITAKA_BINARIES),
-                                          P.controller_group,
-                                          P.compute_group)
+  local expected = nova.expected_services(ctx, upgrade.setting(ctx, "nova", "expected_binaries", MITAKA_BINARIES),
+                                          P.controller_group, P.compute_group)
   return nova.wait_services_up(ctx, expected, { timeout = P.service_timeout, label = label, since = since })
 end
 
+-- Whether the upgrade skips a release (a fast-forward upgrade, Nova's "FFU").
+local function skip_level(ctx)
+  if P.ffu_workaround ~= "auto" then return P.ffu_workaround == "on" end
+  return upgrade.skips_release(ctx, P.from_release, P.to_release)
+end
 
--- Stops a server and starts it again (the watch is told: ctx:intend); returns ok, detail.
-local function stop_start(compute, id)
+-- Sets (value) or unsets (nil) a nova.conf option on every node (nova_config_set /
+-- nova_config_unset); read at each service's next start.
+local function config_step(ctx, title, section, option, value)
+  ctx:step(title, { nodes = all_group() }, function()
+    upgrade.parallel(ctx, all_nodes(ctx), function(n) upgrade.config("nova", n, section, option, value) end)
+  end)
+end
+
+local FFU = { "workarounds", "disable_compute_service_check_for_ffu" }
+
+-- stop/start; the server must be ACTIVE again
+local function accepts_actions(compute, id)
   local ok, e = compute:stop(id)
   if ok then ok, e = compute:wait_status(id, "SHUTOFF", 120) end
   if ok then ok, e = compute:start(id) end
   if ok then ok, e = compute:wait_status(id, "ACTIVE", 120) end
   return ok ~= nil, ok and "stopped and started" or tostring(e)
-end
-
-local function checks_at(where)
-  for _, w in ipairs(P.checks_at) do if w == where then return true end end
-  return false
-end
-
--- Releases from the inventory's upgrun_release_series ({release = "2025.1"}), as a count of
--- six-month releases; nil when unknown.
-local function series_index(ctx, release)
-  local ok, inv = pcall(function() return ctx.inventory end)
-  local series = ok and inv and inv.vars and inv.vars.upgrun_release_series
-  local v = type(series) == "table" and series[release]
-  local year, half = tostring(v or ""):match("^(%d%d%d%d)%.([12])$")
-  return year and (tonumber(year) * 2 + tonumber(half)) or nil
-end
-
--- Whether the upgrade skips at least one release (a fast-forward upgrade, Nova's "FFU").
-local function skip_level(ctx)
-  if P.ffu_workaround ~= "auto" then return P.ffu_workaround == "on" end
-  local a, b = series_index(ctx, P.from_release), series_index(ctx, P.to_release)
-  return a ~= nil and b ~= nil and b - a > 1
-end
-
--- Sets (value) or unsets (nil) a nova.conf option on every node with the inventory's
--- nova_config_set / nova_config_unset commands; read at each service's next start.
-local function config_step(ctx, title, section, option, value)
-  ctx:step(title, { nodes = P.controller_group .. ":" .. P.compute_group }, function()
-    all_ok(ctx:parallel(all_nodes(ctx), function(n) nova.config(n, section, option, value) end))
-  end)
-end
-
--- Restarts one service on one node as a visible step.
-local function restart_step(ctx, node, service)
-  ctx:step(string.format("restart %s on %s", service, node.name), { nodes = { node } }, function()
-    nova.restart(ctx, node, service, { grace = P.stop_grace, timeout = P.service_timeout })
-  end)
 end
 
 -- ---------------------------------------------------------------- before
@@ -261,10 +199,7 @@ s:stage("before", function(ctx)
 
   ctx:step("1. deployment check: nova services up", { nodes = P.controller_group }, function()
     services_up(ctx, " (before)")
-    for _, n in ipairs(all_nodes(ctx)) do
-      local rel = nova.code_release(n)
-      if rel then ctx:check(n.name .. " code is on " .. P.from_release, rel == P.from_release, "code is on " .. rel) end
-    end
+    upgrade.check_code(ctx, "nova", all_nodes(ctx), P.from_release)
   end)
 
   ctx:step("test flavor", function()
@@ -283,7 +218,7 @@ s:stage("before", function(ctx)
     end
   end)
 
-  if checks_at("before") then
+  if upgrade.wants(P.checks_at, "before") then
     ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
   end
 end)
@@ -291,19 +226,15 @@ end)
 -- ---------------------------------------------------------------- upgrade
 
 local function switch_code_step(ctx)
-  ctx:step("2. change the codebase to " .. P.to_release, { nodes = P.controller_group .. ":" .. P.compute_group },
-    function()
-      if P.code_switch == "ssh" then
-        all_ok(ctx:parallel(all_nodes(ctx), function(n) nova.switch_code(ctx, n, P.to_release) end))
-        return
-      end
-      ctx:ansible { playbook = P.code_switch_playbook, limit = { P.controller_group, P.compute_group },
-                    extra_vars = { nova_release = P.to_release } }
-      for _, n in ipairs(all_nodes(ctx)) do -- checked again over upgrun's own SSH
-        local rel = not ctx.plan and nova.code_release(n)
-        if rel then ctx:check(n.name .. " code is on " .. P.to_release, rel == P.to_release, "code is on " .. rel) end
-      end
-    end)
+  ctx:step("2. change the codebase to " .. P.to_release, { nodes = all_group() }, function()
+    if P.code_switch == "ssh" then
+      upgrade.parallel(ctx, all_nodes(ctx), function(n) upgrade.switch_code(ctx, "nova", n, P.to_release) end)
+      return
+    end
+    ctx:ansible { playbook = P.code_switch_playbook, limit = { P.controller_group, P.compute_group },
+                  extra_vars = { nova_release = P.to_release } }
+    if not ctx.plan then upgrade.check_code(ctx, "nova", all_nodes(ctx), P.to_release) end -- over upgrun's own SSH
+  end)
 end
 
 local function db_expansion_step(ctx)
@@ -311,11 +242,7 @@ local function db_expansion_step(ctx)
   ctx:step { name = "3. DB expansion", hook_point = "db_migration", nodes = { ctl }, fn = function()
     for _, what in ipairs({ "api_db sync", "db sync" }) do
       ctx:step("nova-manage " .. what, function()
-        local r = nova.manage(ctl, "nova_manage", what)
-        if not r.ok then
-          error(string.format("nova-manage %s failed (exit %s): %s", what, tostring(r.status),
-            nova.tail(r.stdout .. r.stderr, 1500)), 0)
-        end
+        upgrade.tool(ctl, "nova_manage", "nova-manage", what, { check = true })
       end)
     end
   end }
@@ -323,25 +250,7 @@ end
 
 local function controllers_step(ctx)
   ctx:step("4. controllers (" .. P.controller_order .. ")", { nodes = P.controller_group }, function()
-    local ctls = controllers(ctx)
-    if P.controller_order == "conductors_first" then
-      for _, n in ipairs(ctls) do
-        if nova.has_service(n, "nova-conductor") then restart_step(ctx, n, "nova-conductor") end
-      end
-      for _, n in ipairs(ctls) do
-        for _, svc in ipairs({ "nova-scheduler", "nova-api" }) do
-          if nova.has_service(n, svc) then restart_step(ctx, n, svc) end
-        end
-      end
-    elseif P.controller_order == "by_controller" then
-      for _, n in ipairs(ctls) do
-        for _, svc in ipairs({ "nova-conductor", "nova-scheduler", "nova-api" }) do
-          if nova.has_service(n, svc) then restart_step(ctx, n, svc) end
-        end
-      end
-    else
-      error("controller_order must be conductors_first or by_controller, got " .. P.controller_order, 0)
-    end
+    upgrade.restart_phases(ctx, controllers(ctx), CONTROLLER_ORDERS[P.controller_order], restart_opts())
   end)
 end
 
@@ -351,12 +260,11 @@ local function mixed_checks_step(ctx)
   ctx:step("mixed state checks (controllers on " .. P.to_release .. ", computes on " .. P.from_release .. ")",
     function()
       local compute = ctx.cloud.compute
-      for rec in ctx.ledger:each("server") do
-        local name = rec.data.name or rec.id
-        ctx:check(name .. " accepts actions in the mixed state (stop/start)", function()
-          return ctx:intend("server", rec.id, stop_start, compute, rec.id)
+      upgrade.survived(ctx, "server", function(rec, check)
+        check("accepts actions in the mixed state (stop/start)", function()
+          return ctx:intend("server", rec.id, accepts_actions, compute, rec.id)
         end)
-      end
+      end)
       lifecycle.run(ctx, test_server_opts())
     end)
 end
@@ -364,23 +272,19 @@ end
 local function computes_step(ctx)
   ctx:step("5. computes one by one", { nodes = P.compute_group }, function()
     local compute = ctx.cloud.compute
-    for _, n in ipairs(computes(ctx)) do
+    upgrade.rolling(ctx, computes(ctx), function(n)
       local host = nova.nova_host(n)
-      ctx:step(n.name, { nodes = { n } }, function()
-        ctx:step("disable", function() assert(compute:disable_service(compute:find_service(host, "nova-compute"),
-                                                                      "upgrun: rolling upgrade")) end)
-        ctx:step("graceful stop (SIGTERM)", function() nova.stop(ctx, n, "nova-compute", { grace = P.stop_grace }) end)
-        local started = require("upgrun.time").now()
-        ctx:step("start on " .. P.to_release, function()
-          nova.start(ctx, n, "nova-compute", { timeout = P.service_timeout })
-        end)
-        ctx:step("wait until it reports up", function()
-          nova.wait_services_up(ctx, { { host = host, binary = "nova-compute" } },
-            { timeout = P.service_timeout, since = started, enabled = false, label = " after its restart" })
-        end)
-        ctx:step("enable", function() assert(compute:enable_service(compute:find_service(host, "nova-compute"))) end)
+      ctx:step("disable", function() assert(compute:disable_service(compute:find_service(host, "nova-compute"),
+                                                                    "upgrun: rolling upgrade")) end)
+      ctx:step("graceful stop (SIGTERM)", function() upgrade.stop(ctx, n, "nova-compute", restart_opts()) end)
+      local started = time.now()
+      ctx:step("start on " .. P.to_release, function() upgrade.start(ctx, n, "nova-compute", restart_opts()) end)
+      ctx:step("wait until it reports up", function()
+        nova.wait_services_up(ctx, { { host = host, binary = "nova-compute" } },
+          { timeout = P.service_timeout, since = started, enabled = false, label = " after its restart" })
       end)
-    end
+      ctx:step("enable", function() assert(compute:enable_service(compute:find_service(host, "nova-compute"))) end)
+    end)
   end)
 end
 
@@ -390,13 +294,12 @@ local function post_upgrade_step(ctx)
     ctx:step("nova-manage db online_data_migrations", function()
       -- run until it reports nothing left (exit 0), as the operator guides say; 1: some
       -- migrations ran, run again; 2: errors; 127: no migration could run
-      local passes = nova.online_data_migrations(ctx, ctl, P.online_migration_passes,
-        P.online_migration_batch)
+      local passes = nova.online_data_migrations(ctx, ctl, P.online_migration_passes, P.online_migration_batch)
       local rows, last = {}, passes[#passes]
       for i, p in ipairs(passes) do rows[#rows + 1] = string.format("pass %d: %d rows", i, p.rows) end
       ctx:check("online data migrations completed", last.status == 0,
         string.format("%d pass(es), %s; last exit %s%s", #passes, table.concat(rows, ", "), tostring(last.status),
-          last.status == 0 and "" or (": " .. nova.tail(last.output, 1000))))
+          last.status == 0 and "" or (": " .. upgrade.tail(last.output, 1000))))
     end)
     ctx:step("nova-status upgrade check", function()
       local r = nova.manage(ctl, "nova_status", "upgrade check")
@@ -410,28 +313,25 @@ end
 -- The manual upgrade the rolling one is compared with: everything down,
 -- migrate, everything up.
 local function manual_steps(ctx)
-  local list = all_nodes(ctx)
-  ctx:step("stop every nova service", { nodes = P.controller_group .. ":" .. P.compute_group }, function()
-    all_ok(ctx:parallel(list, function(n)
-      for _, svc in ipairs(require("upgrun.services").of(n)) do
-        nova.stop(ctx, n, svc.name, { grace = P.stop_grace })
-      end
-    end))
+  ctx:step("stop every nova service", { nodes = all_group() }, function()
+    upgrade.parallel(ctx, all_nodes(ctx), function(n)
+      for _, svc in ipairs(require("upgrun.services").of(n)) do upgrade.stop(ctx, n, svc.name, restart_opts()) end
+    end)
   end)
   switch_code_step(ctx)
   db_expansion_step(ctx)
-  local started = require("upgrun.time").now()
+  local started = time.now()
   if skip_level(ctx) then
     config_step(ctx, "set [workarounds] disable_compute_service_check_for_ffu (skip-level upgrade)",
-      "workarounds", "disable_compute_service_check_for_ffu", "True")
+      FFU[1], FFU[2], "True")
   end
-  ctx:step("start every nova service", { nodes = P.controller_group .. ":" .. P.compute_group }, function()
+  ctx:step("start every nova service", { nodes = all_group() }, function()
     for _, group in ipairs({ controllers(ctx), computes(ctx) }) do
-      all_ok(ctx:parallel(group, function(n)
+      upgrade.parallel(ctx, group, function(n)
         for _, svc in ipairs({ "nova-conductor", "nova-scheduler", "nova-api", "nova-compute" }) do
-          if nova.has_service(n, svc) then nova.start(ctx, n, svc, { timeout = P.service_timeout }) end
+          if upgrade.has_service(n, svc) then upgrade.start(ctx, n, svc, restart_opts()) end
         end
-      end))
+      end)
     end
   end)
   ctx:step("wait until every service reports up", function() services_up(ctx, " (after start)", started) end)
@@ -442,26 +342,23 @@ s:stage("upgrade", { needs = { "before" } }, function(ctx)
     config_step(ctx, "set [upgrade_levels] compute = auto", "upgrade_levels", "compute", "auto")
     if skip_level(ctx) then
       config_step(ctx, "set [workarounds] disable_compute_service_check_for_ffu (skip-level upgrade)",
-        "workarounds", "disable_compute_service_check_for_ffu", "True")
+        FFU[1], FFU[2], "True")
     end
     switch_code_step(ctx)
     db_expansion_step(ctx)
     controllers_step(ctx)
-    if checks_at("mixed") then mixed_checks_step(ctx) end
+    if upgrade.wants(P.checks_at, "mixed") then mixed_checks_step(ctx) end
     computes_step(ctx)
-  elseif P.strategy == "manual" then
+  else
     manual_steps(ctx)
-    if checks_at("mixed") then
+    if upgrade.wants(P.checks_at, "mixed") then
       ctx:skip("mixed state checks", "the manual strategy has no mixed-version state (every service is down "
         .. "while the code changes)")
     end
-  else
-    error("strategy must be rolling or manual, got " .. tostring(P.strategy), 0)
   end
   post_upgrade_step(ctx)
   if skip_level(ctx) then   -- every service runs the new release now: not needed at the next start
-    config_step(ctx, "unset [workarounds] disable_compute_service_check_for_ffu", "workarounds",
-      "disable_compute_service_check_for_ffu", nil)
+    config_step(ctx, "unset [workarounds] disable_compute_service_check_for_ffu", FFU[1], FFU[2], nil)
   end
 end)
 
@@ -470,35 +367,27 @@ end)
 s:stage("after", function(ctx)
   ctx:step("nova services up", function() services_up(ctx, " (after)") end)
 
-  ctx:step("every service runs " .. P.to_release, { nodes = P.controller_group .. ":" .. P.compute_group },
-    function()
-      nova.check_running_release(ctx, all_nodes(ctx), P.to_release)
-      for _, n in ipairs(all_nodes(ctx)) do
-        local rel = nova.code_release(n)
-        if rel then ctx:check(n.name .. " code is on " .. P.to_release, rel == P.to_release, "code is on " .. rel) end
-      end
-    end)
+  ctx:step("every service runs " .. P.to_release, { nodes = all_group() }, function()
+    upgrade.check_running_release(ctx, all_nodes(ctx), P.to_release)
+    upgrade.check_code(ctx, "nova", all_nodes(ctx), P.to_release)
+  end)
 
   ctx:step("persistent servers survived", function()
     local compute = ctx.cloud.compute
-    for rec in ctx.ledger:each("server") do
-      local name = rec.data.name or rec.id
+    upgrade.survived(ctx, "server", function(rec, check)
       local srv, err = compute:get_server(rec.id)
-      ctx:check(name .. " still exists", srv ~= nil, srv and srv.status or tostring(err))
-      if srv then
-        local host = compute:server_host(srv)
-        ctx:check(name .. " on the same host", host == rec.data.host, "on " .. tostring(host)
-          .. ", was " .. tostring(rec.data.host))
-        ctx:check(name .. " in the same state", srv.status == rec.data.status, srv.status .. ", was "
-          .. tostring(rec.data.status))
-        ctx:check(name .. " accepts actions (stop/start)", function()
-          return ctx:intend("server", rec.id, stop_start, compute, rec.id)
+      check("still exists", srv ~= nil, srv and srv.status or tostring(err))
+      if not srv then return end
+      local host = compute:server_host(srv)
+      check("on the same host", host == rec.data.host, "on " .. tostring(host) .. ", was " .. tostring(rec.data.host))
+      check("in the same state", srv.status == rec.data.status, srv.status .. ", was " .. tostring(rec.data.status))
+      check("accepts actions (stop/start)", function()
+          return ctx:intend("server", rec.id, accepts_actions, compute, rec.id)
         end)
-      end
-    end
+    end)
   end)
 
-  if checks_at("after") then
+  if upgrade.wants(P.checks_at, "after") then
     ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
   end
 end)

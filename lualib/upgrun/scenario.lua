@@ -5,7 +5,8 @@
 -- (upgrun.runner: command line, checks, execution or plan, reports).
 --
 --   local scenario = require "upgrun.scenario"
---   local s = scenario.new{name =, description =, params = {k = default | {default =, description =, secret =}},
+--   local s = scenario.new{name =, description =, params = {k = default | {default =, description =, secret =,
+--                                                                     choices = {...}}},
 --                          budget = {max_downtime =, max_outage =, max_p95_degradation =}}
 --   s:stage(name, [opts,] fn(ctx))          opts: needs = {"before"}, description
 --   s:probe{name =, fn = | http = {url =}, interval = | rate =, timeout =, max_in_flight =,
@@ -49,8 +50,9 @@ M.where = where
 
 local function param_spec(name, v)
   local spec
-  if type(v) == "table" and (v.default ~= nil or v.description or v.type or v.secret ~= nil) then
-    spec = { default = v.default, description = v.description, secret = v.secret, type = v.type }
+  if type(v) == "table" and (v.default ~= nil or v.description or v.type or v.secret ~= nil or v.choices) then
+    spec = { default = v.default, description = v.description, secret = v.secret, type = v.type,
+             choices = v.choices }
   else
     spec = { default = v }
   end
@@ -58,6 +60,9 @@ local function param_spec(name, v)
   spec.type = spec.type or (spec.default ~= nil and type(spec.default)) or "string"
   if spec.type == "table" then spec.type = "list" end
   if spec.secret == nil then spec.secret = redact.is_secret_name(name) end
+  if spec.choices ~= nil and (type(spec.choices) ~= "table" or #spec.choices == 0) then
+    error("param " .. name .. ": choices must be a non-empty list of the allowed values", 3)
+  end
   return spec
 end
 
@@ -82,7 +87,9 @@ function M.new(spec)
 end
 
 -- Declares a parameter: s:param(name, default) or s:param(name, {default =,
--- description =, secret = true, type = "string"|"number"|"boolean"|"list"}).
+-- description =, secret = true, type = "string"|"number"|"boolean"|"list",
+-- choices = {...}}). With choices, the value (each item of a list) must be one
+-- of them: checked once after --set, before setup (a usage error otherwise).
 function Scenario:param(name, v)
   if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
     error("param: bad parameter name " .. tostring(name), 2)

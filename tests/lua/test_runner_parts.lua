@@ -175,4 +175,18 @@ T.case("outdir: refuses a non-empty directory without --force; default names are
   os.execute("rm -rf '" .. base .. "'")
 end)
 
+T.case("params: choices are checked after --set, each item of a list; --help lists them", function()
+  local s = scenario.new { name = "ch", params = {
+    mode = { default = "a", choices = { "a", "b" } },
+    where = { type = "list", default = { "x" }, choices = { "x", "y" } },
+  } }
+  T.eq(params.parse(s, { "--set", "mode=b", "--set", "where=y,x" }).params.mode, "b")
+  local ok, err = pcall(params.parse, s, { "--set", "mode=c" })
+  T.ok(not ok and tostring(err.message):find('--set mode: must be one of a, b, got "c"', 1, true), tostring(err))
+  ok, err = pcall(params.parse, s, { "--set", "where=x,z" })
+  T.ok(not ok and tostring(err.message):find('--set where: each must be one of x, y, got "z"', 1, true), tostring(err))
+  T.ok(params.help(s):find("(a | b)", 1, true), params.help(s))
+  T.raises("choices must be a non-empty list", scenario.new, { name = "bad", params = { m = { choices = {} } } })
+end)
+
 return T.done()

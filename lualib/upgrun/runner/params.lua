@@ -72,6 +72,23 @@ local function convert(spec, raw)
 end
 M.convert = convert
 
+-- Raises a usage error when a parameter declared with `choices` has a value
+-- (or, for a list, an item) that is not one of them.
+function M.check_choices(spec, value)
+  if not spec.choices then return end
+  local items = spec.type == "list" and type(value) == "table" and value or { value }
+  for _, v in ipairs(items) do
+    local found = false
+    for _, c in ipairs(spec.choices) do if c == v then found = true end end
+    if not found then
+      local all = {}
+      for i, c in ipairs(spec.choices) do all[i] = tostring(c) end
+      usage_error(string.format("--set %s: %s one of %s, got %q", spec.name,
+        spec.type == "list" and "each must be" or "must be", table.concat(all, ", "), tostring(v)))
+    end
+  end
+end
+
 -- One line per declared parameter.
 function M.help(s)
   local lines = {}
@@ -79,8 +96,9 @@ function M.help(s)
     local p = s.params[k]
     local d = p.secret and "(secret)" or tostring(type(p.default) == "table" and table.concat(p.default,
       ",") or p.default)
-    lines[#lines + 1] = string.format("  %-22s %-8s default %s%s", k, p.type, d,
-                                      p.description and ("  — " .. p.description) or "")
+    local choices = p.choices and (" (" .. table.concat(p.choices, " | ") .. ")") or ""
+    lines[#lines + 1] = string.format("  %-22s %-8s default %s%s%s", k, p.type, d,
+                                      p.description and ("  — " .. p.description) or "", choices)
   end
   return table.concat(lines, "\n")
 end
@@ -158,6 +176,7 @@ function M.parse(s, args)
     end
     params[k] = convert(spec, v)
   end
+  for _, k in ipairs(s.param_order) do M.check_choices(s.params[k], params[k]) end
   opts.params = params
   return opts
 end
