@@ -159,7 +159,11 @@ function M.parse_v1(text)
     local l = line()
     if not l then break end
     local ts = l:match("^time: (.*)$")
-    local kw, id, rest = l:match("^(%a+):? (.-)( ?%[?[%w ]*)$")
+    local kw, id = l:match("^(%a+):? (.*)$")
+    local rest = ""
+    for _, suffix in ipairs(id and { " [ multipart", " [" } or {}) do
+      if id:sub(-#suffix) == suffix then id, rest = id:sub(1, -#suffix - 1), suffix; break end
+    end
     if ts then
       now = tstamp(ts) or now
     elseif kw == "test" or kw == "testing" then
@@ -220,9 +224,7 @@ function M.detail(t)
     return r ~= "" and r or "skipped by Tempest (no reason given)"
   elseif t.result == "failed" then
     local tb = a.traceback or a.details
-    if not tb then
-      for _, v in pairs(a) do tb = v; break end
-    end
+    if not tb then tb = select(2, next(a)) end
     return M.tail(tb, M.TRACEBACK_LINES) ~= "" and M.tail(tb, M.TRACEBACK_LINES) or ("Tempest status " .. t.status)
   end
   return nil
@@ -307,51 +309,68 @@ local function check_opts(o)
   end
 end
 
--- Runs Tempest and records the checks; see the header.
-function M.run(ctx, o)
-  check_opts(o)
-  local name = o.name or "tempest"
-  local dir = ctx.out .. "/" .. name:gsub("[^%w._-]", "_")
-  local n = 1
-  while os.rename(dir, dir) do n = n + 1; dir = ctx.out .. "/" .. name:gsub("[^%w._-]", "_") .. "-" .. n end
+-- Writes the workspace into dir (tempest.conf mode 600, .stestr.conf, the
+-- include list) for a resolved cloud and o (tests | regex, image_id,
+-- flavor_id, network, validation, concurrency, extra); returns the argv of
+-- the Tempest run and the conf table.
+function M.prepare(dir, cloud_cfg, o)
   assert(os.execute("mkdir -p '" .. dir .. "/locks'"))
-  local run = ctx._run
-  local cloud_cfg = ctx.cloud.config
-  local image_id, flavor_id = resolve_ids(ctx, o)
-  local conf = M.conf(cloud_cfg, { image_id = image_id, flavor_id = flavor_id, network = o.network,
+  local conf = M.conf(cloud_cfg, { image_id = o.image_id, flavor_id = o.flavor_id, network = o.network,
                                    validation = o.validation, dir = dir, extra = o.extra })
-  local pw = conf.auth.admin_password
-  if type(pw) == "string" and #pw >= 3 then run.secret_values[#run.secret_values + 1] = pw end
   write_file(dir .. "/tempest.conf", M.ini(conf), "600")
   local argv = { "setsid", "tempest", "run", "--config-file", dir .. "/tempest.conf", "--subunit",
                  "--concurrency", tostring(o.concurrency or 1) }
   if o.tests then
-    local list = table.concat(o.tests, "\n") .. "\n"
-    write_file(dir .. "/include-list.txt", list)
+    write_file(dir .. "/include-list.txt", table.concat(o.tests, "\n") .. "\n")
     argv[#argv + 1] = "--include-list"
     argv[#argv + 1] = dir .. "/include-list.txt"
   else
     argv[#argv + 1] = "--regex"
     argv[#argv + 1] = o.regex
   end
-  -- tempest run needs a workspace with a .stestr.conf: the output dir is it
-  write_file(dir .. "/.stestr.conf", "[DEFAULT]\ntest_path=" .. (o.test_path or M.test_path()) .. "\ntop_dir="
-    .. (o.top_dir or M.top_dir()) .. "\ngroup_regex=([^\\.]*\\.)*\n")
-  ctx:log("tempest: %s (conf %s)", o.regex or (#o.tests .. " tests"), dir .. "/tempest.conf")
-  local t0 = ctx.timeline:now()
-  local res, err = M.run_group(argv, { cwd = dir, timeout = o.timeout or M.DEFAULT_TIMEOUT,
+  -- tempest run needs a workspace with a .stestr.conf (as `tempest init` writes it)
+  write_file(dir .. "/.stestr.conf", "[DEFAULT]\ntest_path=" .. M.test_path() .. "\ntop_dir=" .. M.top_dir()
+    .. "\ngroup_regex=([^\\.]*\\.)*\n")
+  return argv, conf
+end
+
+-- Runs the prepared argv in dir; saves tempest.subunit and tempest.stderr
+-- (through redact, a function) there. Returns res_or_nil, err, tests (the
+-- parsed subunit stream, also when the run timed out).
+function M.execute(argv, dir, timeout, redact)
+  local res, err = M.run_group(argv, { cwd = dir, timeout = timeout or M.DEFAULT_TIMEOUT,
                                        env_add = { OS_CLOUD = "", OS_CLIENT_CONFIG_FILE = "" } })
   local r = res or (type(err) == "table" and err.stdout and err) or nil
   write_file(dir .. "/tempest.subunit", r and r.stdout or "")
-  write_file(dir .. "/tempest.stderr", run:redact(r and r.stderr or ""))
-  local summary = { passed = 0, failed = 0, skipped = 0, tests = {}, dir = dir }
+  write_file(dir .. "/tempest.stderr", (redact or tostring)(r and r.stderr or ""))
   local v1 = ""
   if r and r.stdout and #r.stdout > 0 then
     local conv, cerr = proc.run({ "subunit-2to1" }, { stdin = r.stdout, timeout = 120, check = true })
-    if not conv then error("ctx:tempest: subunit-2to1: " .. errors.message(cerr), 0) end
+    if not conv then error("tempest: subunit-2to1: " .. errors.message(cerr), 0) end
     v1 = conv.stdout
   end
-  for _, t in ipairs(M.parse_v1(v1)) do
+  return res, err, M.parse_v1(v1)
+end
+
+-- Runs Tempest and records the checks; see the header.
+function M.run(ctx, o)
+  check_opts(o)
+  local name = o.name or "tempest"
+  local base = ctx.out .. "/" .. name:gsub("[^%w._-]", "_")
+  local dir, n = base, 1
+  while os.rename(dir, dir) do n = n + 1; dir = base .. "-" .. n end
+  local run = ctx._run
+  local opts = {}
+  for k, v in pairs(o) do opts[k] = v end
+  opts.image_id, opts.flavor_id = resolve_ids(ctx, o)
+  local pw = (ctx.cloud.config.auth or {}).password
+  if type(pw) == "string" and #pw >= 3 then run.secret_values[#run.secret_values + 1] = pw end
+  local argv = M.prepare(dir, ctx.cloud.config, opts)
+  ctx:log("tempest: %s (conf %s)", o.regex or (#o.tests .. " tests"), dir .. "/tempest.conf")
+  local t0 = ctx.timeline:now()
+  local res, err, tests = M.execute(argv, dir, o.timeout, function(s) return run:redact(s) end)
+  local summary = { passed = 0, failed = 0, skipped = 0, tests = {}, dir = dir }
+  for _, t in ipairs(tests) do
     local id = M.short_id(t.id)
     summary[t.result] = summary[t.result] + 1
     summary.tests[#summary.tests + 1] = { id = id, result = t.result }
@@ -364,14 +383,14 @@ function M.run(ctx, o)
     if t.result == "skipped" then ctx:skip(check, M.detail(t))
     else ctx:check(check, t.result == "passed", M.detail(t)) end
   end
-  local dt = ctx.timeline:now() - t0
   if not res then
     ctx:check(name .. " run", false, errors.message(err))
-  elseif #summary.tests == 0 then
+  elseif #tests == 0 then
     ctx:check(name .. " run", false, string.format("tempest ran no test (exit %s): %s", tostring(res.status),
       run:redact(M.tail(res.stderr, 5))))
   end
-  ctx:log("tempest: %d passed, %d failed, %d skipped in %.1fs", summary.passed, summary.failed, summary.skipped, dt)
+  ctx:log("tempest: %d passed, %d failed, %d skipped in %.1fs", summary.passed, summary.failed, summary.skipped,
+    ctx.timeline:now() - t0)
   return summary
 end
 

@@ -7,6 +7,7 @@
 --   ctx:check(name, ok_or_fn, detail) -> ok      ctx:skip(name, reason)
 --   ctx:log(fmt, ...)  ctx:event(kind, fields)  ctx:version(component, value)
 --   ctx:sleep(s)  ctx:failed()  ctx:spawn(name, fn, ...)  ctx:parallel(items, fn, {max =})
+--   ctx:tempest{tests = {...} | regex =, concurrency =, timeout =, ...}  (upgrun.tempest)
 --   ctx.params, ctx.out, ctx.stage, ctx.plan, ctx.ledger, ctx.timeline, ctx.inventory, ctx.cloud
 local task = require "upgrun.task"
 local time = require "upgrun.time"
@@ -127,6 +128,9 @@ function Ctx.sleep(_, s) return time.sleep(s) end
 
 -- Whether anything (step, check, hook) has failed so far in the run.
 function Ctx:failed() return self._run.nfailed > 0 end
+
+-- Runs Tempest; each test becomes a check (see upgrun.tempest).
+function Ctx:tempest(opts) return require("upgrun.tempest").run(self, opts) end
 
 -- Spawns a task that inherits the current step (so steps it runs nest under it).
 function Ctx:spawn(name, fn, ...)
