@@ -28,6 +28,7 @@ local scenario = require "upgrun.scenario"
 local http = require "upgrun.http"
 local nova = require "upgrun.nova.upgrade"
 local lifecycle = require "upgrun.nova.lifecycle"
+local tempest_suite = require "upgrun.nova.tempest_suite"
 
 local s = scenario.new {
   name = "nova_mitaka_newton",
@@ -66,6 +67,8 @@ local s = scenario.new {
                          .. "disable_compute_service_check_for_ffu on every node for the upgrade (auto: when "
                          .. "the inventory's upgrun_release_series says it skips a release)" },
     online_migration_batch = { default = 50, description = "rows per online_data_migrations run (--max-count)" },
+    tempest = { default = false, description = "also run the seed plan's Tempest tests at the checks_at points" },
+    tempest_tests = { type = "list", default = {}, description = "Tempest test ids instead of the seed plan's" },
     online_migration_passes = { default = 20, description = "max runs of nova-manage db online_data_migrations "
                                   .. "(it is run until it reports nothing left)" },
   },
@@ -261,6 +264,7 @@ s:stage("before", function(ctx)
 
   if checks_at("before") then
     ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
+    tempest_suite.step(ctx, P, "before")
   end
 end)
 
@@ -329,6 +333,7 @@ local function mixed_checks_step(ctx)
         end)
       end
       lifecycle.run(ctx, test_server_opts())
+      tempest_suite.step(ctx, P, "mixed")
     end)
 end
 
@@ -475,6 +480,7 @@ s:stage("after", function(ctx)
 
   if checks_at("after") then
     ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
+    tempest_suite.step(ctx, P, "after")
   end
 end)
 
