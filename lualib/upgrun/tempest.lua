@@ -86,7 +86,7 @@ function M.conf(cloud, o)
       admin_password = need(auth, "password", "auth.password"),
       admin_project_name = auth.project_name or need(auth, "tenant_name", "auth.project_name"),
       admin_domain_name = auth.user_domain_name or auth.domain_name or "Default",
-      create_isolated_networks = o.network ~= nil and o.network ~= "none",
+      create_isolated_networks = false, -- a network by name (fixed_network_name), or none
     },
     identity = {
       uri_v3 = url, auth_version = "v3", v3_endpoint_type = interface,
