@@ -253,9 +253,15 @@ function M.run_group(argv, opts)
   if not res then
     if type(err) ~= "table" or err.kind ~= "timeout" then return nil, err end
     local escalated
+    -- the group exists once setsid ran in the child; before that, the child alone
+    local function signal(sig)
+      local ok = proc.kill(-pgid, sig)
+      if ok then return ok end
+      return p:kill(sig)
+    end
     res, escalated = terminate.escalate {
-      term = function() return proc.kill(-pgid, "TERM") end,
-      kill = function() return proc.kill(-pgid, "KILL") end,
+      term = function() return signal("TERM") end,
+      kill = function() return signal("KILL") end,
       wait = function(t) return p:wait(t) end,
       grace = opts.grace or 5,
     }
