@@ -6,7 +6,8 @@
 -- with the traceback's tail (the cloud's Keystone is a closed port); the
 -- subunit v1 parser reads Debian's subunit-output streams (success, fail
 -- with a traceback, skip with a reason, times); a run over its timeout has
--- its whole process group (tempest and its stestr workers) stopped.
+-- its whole process group (tempest and its stestr workers) stopped, and a
+-- cancelled one has it killed.
 local T = require "testlib"
 local tempest = require "upgrun.tempest"
 local config = require "upgrun.openstack.config"
@@ -118,6 +119,36 @@ T.case("on the timeout the whole process group is stopped", function()
     if alive then require("upgrun.time").sleep(0.05) end
   end
   T.ok(not alive, "the grandchild (pid " .. tostring(child) .. ") is gone too")
+end)
+
+T.case("a cancelled run has its whole process group killed", function()
+  local task = require "upgrun.task"
+  local time = require "upgrun.time"
+  local pidfile = TMP .. "/child2.pid"
+  local t = task.spawn(function()
+    return tempest.run_group({ "setsid", "sh", "-c", "sleep 300 & echo $! > " .. pidfile .. "; wait" },
+                             { timeout = 600 })
+  end)
+  local deadline = time.mono() + 10
+  local f
+  repeat
+    time.sleep(0.05)
+    f = io.open(pidfile)
+  until (f and f:read("a"):match("%d")) or time.mono() > deadline
+  if f then f:close() end
+  local child = tonumber(read(pidfile))
+  T.ok(child and proc.kill(child, 0), "the grandchild runs before the cancel")
+  t:cancel()
+  local ok, err = t:join(10)
+  T.eq(ok, nil)
+  T.eq(err.kind, "cancelled")
+  local alive = true
+  deadline = time.mono() + 5
+  while alive and time.mono() <= deadline do
+    alive = proc.kill(child, 0) and true or false
+    if alive then time.sleep(0.05) end
+  end
+  T.ok(not alive, "the grandchild (pid " .. tostring(child) .. ") is gone")
 end)
 
 proc.run({ "rm", "-rf", TMP }, { timeout = 30 })
