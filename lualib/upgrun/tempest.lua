@@ -205,11 +205,12 @@ function M.parse_v1(text)
   return tests
 end
 
--- The last n non-empty lines of a text.
+-- The last n non-empty lines of a text (without caret marker lines).
 function M.tail(s, n)
   local lines = {}
   for l in tostring(s or ""):gmatch("[^\n]+") do
-    if l:find("%S") then lines[#lines + 1] = l end
+    -- Python 3.11's "^^^^" position markers say nothing in a report
+    if l:find("%S") and not l:match("^[%s%^~]+$") then lines[#lines + 1] = l end
   end
   local first = math.max(1, #lines - n + 1)
   return table.concat(lines, "\n", first)
