@@ -328,7 +328,13 @@ function M.prepare(dir, cloud_cfg, o)
   local argv = { "setsid", "tempest", "run", "--config-file", dir .. "/tempest.conf", "--subunit",
                  "--concurrency", tostring(o.concurrency or 1) }
   if o.tests then
-    write_file(dir .. "/include-list.txt", table.concat(o.tests, "\n") .. "\n")
+    -- stestr reads each line as a regex searched in the id: anchor it, so
+    -- test_list_flavors is that test and not every test_list_flavors_* too
+    local lines = {}
+    for i, id in ipairs(o.tests) do
+      lines[i] = "^" .. id:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?{}|\\]", "\\%0") .. "(\\[.*\\])?$"
+    end
+    write_file(dir .. "/include-list.txt", table.concat(lines, "\n") .. "\n")
     argv[#argv + 1] = "--include-list"
     argv[#argv + 1] = dir .. "/include-list.txt"
   else
