@@ -788,7 +788,10 @@ static int l_tostring(lua_State *L) {
 
 static int l_kill(lua_State *L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, pid > 0 && pid <= 0x7fffffff, 1, "pid must be > 0");
+  /* pid < -1: the process group -pid (as kill(2)); 0 and -1 are refused */
+  luaL_argcheck(
+      L, (pid > 0 && pid <= 0x7fffffff) || (pid < -1 && pid >= -0x7fffffff), 1,
+      "pid must be > 0 (or < -1 for a process group)");
   int sig = check_signal(L, 2, SIGTERM);
   int rc = uv_kill((int)pid, sig);
   if (rc != 0) return push_kill_error(L, (int)pid, rc);

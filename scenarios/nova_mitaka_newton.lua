@@ -29,6 +29,7 @@ local time = require "upgrun.time"
 local upgrade = require "upgrun.upgrade"
 local nova = require "upgrun.nova.upgrade"
 local lifecycle = require "upgrun.nova.lifecycle"
+local tempest_suite = require "upgrun.nova.tempest_suite"
 
 local s = upgrade.scenario {
   project = "nova",
@@ -67,6 +68,8 @@ local s = upgrade.scenario {
                       .. "code_switch_playbook with ansible-playbook (same inventory)" },
     code_switch_playbook = { default = "playbooks/nova_code_switch.yml",
                              description = "the playbook of code_switch=ansible (relative to this file)" },
+    tempest = { default = false, description = "also run the seed plan's Tempest tests at the checks_at points" },
+    tempest_tests = { type = "list", default = {}, description = "Tempest test ids instead of the seed plan's" },
     online_migration_passes = { default = 20, description = "max runs of nova-manage db online_data_migrations "
                                   .. "(it is run until it reports nothing left)" },
   },
@@ -220,6 +223,7 @@ s:stage("before", function(ctx)
 
   if upgrade.wants(P.checks_at, "before") then
     ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
+    tempest_suite.step(ctx, P, "before")
   end
 end)
 
@@ -266,6 +270,7 @@ local function mixed_checks_step(ctx)
         end)
       end)
       lifecycle.run(ctx, test_server_opts())
+      tempest_suite.step(ctx, P, "mixed")
     end)
 end
 
@@ -389,6 +394,7 @@ s:stage("after", function(ctx)
 
   if upgrade.wants(P.checks_at, "after") then
     ctx:step("persistent resources test suite", function() lifecycle.run(ctx, test_server_opts()) end)
+    tempest_suite.step(ctx, P, "after")
   end
 end)
 

@@ -155,6 +155,18 @@ T.case("upgrun.proc.kill(pid, sig) signals any process", function()
   T.eq(err.code, "ESRCH")
 end)
 
+T.case("upgrun.proc.kill(-pgid, sig) signals a process group; 0 and -1 are refused", function()
+  local p = assert(proc.spawn { argv = { "setsid", "sleep", "30" } })
+  -- the group exists once setsid has run in the child
+  local deadline = time.mono() + 5
+  while not proc.kill(-p.pid, 0) and time.mono() < deadline do time.sleep(0.01) end
+  T.eq(proc.kill(-p.pid, "TERM"), true)
+  T.eq(assert(p:wait(5)).signal, "SIGTERM")
+  T.err("exited", proc.kill(-p.pid, 0))
+  T.raises("pid must be > 0", proc.kill, 0, 0)
+  T.raises("pid must be > 0", proc.kill, -1, 0)
+end)
+
 T.case("cancelling a task that waits on a child kills and reaps it", function()
   local pid
   local t = task.spawn(function()

@@ -9,6 +9,7 @@
 --   ctx:intend(kind, id, fn, ...)  the watched resource changes on purpose while fn runs
 --   ctx:sleep(s)  ctx:failed()  ctx:spawn(name, fn, ...)  ctx:parallel(items, fn, {max =})
 --   ctx:ansible{playbook =, limit =, extra_vars =, tags =, timeout =, ...}  (upgrun.ansible.step)
+--   ctx:tempest{tests = {...} | regex =, concurrency =, timeout =, ...}  (upgrun.tempest)
 --   ctx.params, ctx.out, ctx.stage, ctx.plan, ctx.ledger, ctx.timeline, ctx.inventory, ctx.cloud
 local task = require "upgrun.task"
 local time = require "upgrun.time"
@@ -147,6 +148,9 @@ function Ctx.sleep(_, s) return time.sleep(s) end
 
 -- Whether anything (step, check, hook) has failed so far in the run.
 function Ctx:failed() return self._run.nfailed > 0 end
+
+-- Runs Tempest; each test becomes a check (see upgrun.tempest).
+function Ctx:tempest(opts) return require("upgrun.tempest").run(self, opts) end
 
 -- Spawns a task that inherits the current step (so steps it runs nest under it).
 function Ctx:spawn(name, fn, ...)
