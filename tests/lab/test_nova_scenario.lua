@@ -7,7 +7,10 @@
 -- nova service ends on the new release, the DB migration was timed, the online
 -- data migrations ran to the end, and the rolling upgrade kept the Nova API out
 -- for less time than the manual one (UPGRUN_LAB_TO_RELEASE=zed-u5: across the
--- quick pair instead). Also: a release the inventory does not
+-- quick pair instead). The manual run switches the code with Ansible
+-- (--set code_switch=ansible: scenarios/playbooks/nova_code_switch.yml run by
+-- ansible-playbook with the lab's inventory; its tasks are asserted per node).
+-- Also: a release the inventory does not
 -- offer is refused (exit 2) with the offered ones listed; a DB migration that
 -- fails for real (a DB user without grant) fails its step with the end of
 -- nova-manage's output in report.json. The resource watch
@@ -214,10 +217,22 @@ T.case("rolling upgrade on the lab", function()
   T.ok(w.requests <= w.polls + w.list_errors, "one list request per poll (2 servers, one page)")
 end)
 
-T.case("manual upgrade on the lab", function()
-  local code, doc = run("manual")
+T.case("manual upgrade on the lab, the code switched by an Ansible playbook", function()
+  local code, doc = run("manual", { "--set", "code_switch=ansible" })
   reports.manual = doc
   assert_run("manual", code, doc)
+  local step = "2. change the codebase to " .. TO .. " / ansible-playbook nova_code_switch.yml"
+  local found
+  for _, st in ipairs(doc.steps) do if st.path == step then found = st end end
+  T.eq(found and found.result, "passed", step)
+  local tasks = {}
+  for _, e in ipairs(doc.timeline) do if e.kind == "ansible_task" then tasks[e.task] = e end end
+  local switched, verified = tasks["switch the code"], tasks["the code is on " .. TO]
+  T.ok(switched and verified, "the playbook's tasks are on the timeline")
+  for _, node in ipairs({ "ctl1", "ctl2", "cmp1", "cmp2" }) do
+    T.eq(switched.hosts[node] and switched.hosts[node].status, "changed", node .. " switched by Ansible")
+    T.eq(verified.hosts[node] and verified.hosts[node].status, "ok", node .. " on " .. TO .. " for Ansible")
+  end
   -- the manual upgrade takes the API down: the probes must have seen it
   T.ok(probe(doc, "nova version document").downtime > 1, "manual upgrade shows an API outage")
 end)
