@@ -120,6 +120,16 @@ end
 -- Steps are {id =, name =, start =, ["end"] = (nil while running)}.
 -- Returns the steps that were running at some point during [t0, t1]
 -- (a step that ended exactly when the outage began does not count).
+-- The paths of the innermost of the given steps: those none of whose
+-- children is in the set (the report's "during" lists).
+function M.innermost_paths(steps)
+  local has_child = {}
+  for _, st in ipairs(steps) do if st.parent then has_child[st.parent] = true end end
+  local out = {}
+  for _, st in ipairs(steps) do if not has_child[st.id] then out[#out + 1] = st.path end end
+  return out
+end
+
 function M.steps_during(t0, t1, steps)
   local names = {}
   for _, st in ipairs(steps) do

@@ -20,14 +20,7 @@ M.SCHEMA_VERSION = 1
 
 -- ---------------------------------------------------------------- analysis
 
--- Innermost of the given steps: those none of whose children is in the set.
-local function innermost(steps)
-  local has_child = {}
-  for _, st in ipairs(steps) do if st.parent then has_child[st.parent] = true end end
-  local out = A {}
-  for _, st in ipairs(steps) do if not has_child[st.id] then out[#out + 1] = st.path end end
-  return out
-end
+local function innermost(steps) return A(outages.innermost_paths(steps)) end
 
 local function all_paths(steps)
   local out = A {}

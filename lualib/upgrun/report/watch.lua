@@ -12,13 +12,7 @@ local outages = require "upgrun.outages"
 local M = {}
 local A = json.array
 
-local function innermost(steps)
-  local has_child = {}
-  for _, st in ipairs(steps) do if st.parent then has_child[st.parent] = true end end
-  local out = A {}
-  for _, st in ipairs(steps) do if not has_child[st.id] then out[#out + 1] = st.path end end
-  return out
-end
+local function innermost(steps) return A(outages.innermost_paths(steps)) end
 
 -- What ran during [t0, t1]: the innermost steps, and the hooks as
 -- "hook NAME (of STEP)". A hook runs outside its step (before or after it).
