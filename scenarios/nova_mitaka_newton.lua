@@ -106,11 +106,24 @@ upgrade.probe(s, {
   timeout = 5, max_in_flight = 4, stages = STAGES, baseline = "before",
 })
 
+-- the test flavor, created if missing: by the "before" stage's step, or by the boot/delete
+-- probe when it runs first (the steady-state wait at the start runs every probe before any
+-- stage, and a fresh cloud has no such flavor yet)
+local flavor_ready = false
+local function ensure_test_flavor(ctx)
+  if flavor_ready then return true end
+  local f, err = ctx.cloud.compute:ensure_flavor { name = P.flavor, ram = 128, vcpus = 1, disk = 1 }
+  flavor_ready = f ~= nil
+  return f, err
+end
+
 upgrade.probe(s, {
   name = "nova server boot/delete cycle", service = "compute", kind = "workflow",
   url = "POST compute /servers, wait ACTIVE, DELETE",
   fn = function(ctx)
     local c = ctx.cloud.compute
+    local fl, ferr = ensure_test_flavor(ctx)
+    if not fl then return nil, ferr end
     local srv, err = c:create_server { name = "upgrun-probe-" .. os.time(), image = P.image,
                                        flavor = P.flavor, networks = P.network }
     if not srv then return nil, err end
@@ -206,7 +219,7 @@ s:stage("before", function(ctx)
   end)
 
   ctx:step("test flavor", function()
-    assert(ctx.cloud.compute:ensure_flavor { name = P.flavor, ram = 128, vcpus = 1, disk = 1 })
+    assert(ensure_test_flavor(ctx))
   end)
 
   ctx:step("persistent servers: one per compute host", { nodes = P.compute_group }, function()
