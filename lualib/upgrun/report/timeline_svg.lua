@@ -10,8 +10,12 @@
 --   a min–max band, a p50–p95 band and the p50 line (log scale), failed
 --   samples as red ticks, outages shaded with their start/end uncertainty
 --   hatched on each side;
+--   a lane per ctx:ansible playbook run, its tasks as bars coloured by
+--   outcome and a row per host (upgrun.report.ansible);
 --   a legend.
 --   local svg = timeline_svg.render(doc, {dur =, width =})  -- dur: a shared x scale
+local ansible_report = require "upgrun.report.ansible"
+
 local M = {}
 
 local fmt = string.format
@@ -79,6 +83,7 @@ function M.render(doc, opts)
   -- legend
   local lx = left
   local function legend(draw, label)
+    if lx + 24 + #label * 5.6 > W and lx > left then lx, y = left, y + 16 end -- wrap to a second row
     bg[#bg + 1] = fmt('<g class="legend-item">%s<text x="%.1f" y="%d" class="sub">%s</text></g>', draw(lx, y),
       lx + 16, y + 9, h(label))
     lx = lx + 24 + #label * 5.6
@@ -101,6 +106,7 @@ function M.render(doc, opts)
   end
   legend(function(x, yy) return fmt('<rect x="%.1f" y="%d" width="1.5" height="10" fill="#888"/>', x + 5, yy) end,
     "node command")
+  ansible_report.legend(doc, legend, function() lx, y = left, y + 16 end)
   add('<g class="legend">' .. table.concat(bg) .. "</g>")
   bg = {}
   y = y + 30
@@ -167,6 +173,10 @@ function M.render(doc, opts)
     end
     y = y + 22
   end
+
+  -- a lane per ctx:ansible playbook run: its tasks, and a row per host (upgrun.report.ansible)
+  y = ansible_report.svg_lanes(doc, { add = add, X = X, y = y, left = left, width = PW, h = h, fit = fit,
+                                      row_label = row_label })
 
   -- node lanes: service actions and commands, per node
   local node_order, by_node = {}, {}
