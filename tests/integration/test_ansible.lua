@@ -197,7 +197,7 @@ local function has(s, needle, what)
   T.ok(type(s) == "string" and s:find(needle, 1, true), (what or "") .. " contains " .. needle .. ":\n" .. tostring(s))
 end
 
-T.case("report.html draws the tasks (lane, bars by outcome, a row per host, hover) and lists them; junit too", function()
+T.case("report.html draws the tasks (lane, bars by outcome, host rows, hover) and lists them; junit too", function()
   -- the run of the case above: say hello ok x3; break on n2 failed on n2, skipped on n1 and gone;
   -- after the failure changed on n1, unreachable on gone; never skipped on n1
   local out = TMP .. "/fails"
