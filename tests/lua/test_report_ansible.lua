@@ -89,6 +89,17 @@ T.case("the timeline: one lane, a bar per task, no host rows past MAX_HOST_ROWS,
   T.ok(not none:find("ansible", 1, true)); T.eq(select(2, none:gsub('class="legend%-item"', "")), 10)
 end)
 
+T.case("an outage's hover names the tasks that ran during it, with their hosts", function()
+  T.eq(A.during(doc, 25, 30.2), "restart nova-api on 40 hosts (failed), cleanup on ctl1 (ignored)")
+  T.eq(A.during(doc, 95, 99), nil)
+  T.eq(A.during(doc, 0, 100, 2), "gather <facts> on 40 hosts (ok), restart nova-api on 40 hosts (failed), … and 3 more")
+  local d = { run = doc.run, timeline = doc.timeline,
+              probes = { { name = "nova", downtime = 1, outages = { { start = 30.2, ["end"] = 30.4, duration = 0.2,
+                                                                      steps = { "upgrade" } } } } } }
+  local out = svg.render(d)
+  T.ok(out:find("during upgrade\nansible tasks: cleanup on ctl1 (ignored)</title>", 1, true), out)
+end)
+
 T.case("table rows and junit lines", function()
   local rows = A.html_rows(doc)
   T.eq(#rows, 5)

@@ -9,6 +9,7 @@
 --     result, in the host's outcome;
 --   legend: the outcome colours (only when a run has tasks);
 --   html_rows: the rows of the "Ansible tasks" table;
+--   during: the tasks that ran during an outage (its hover and table row);
 --   junit_lines: per step path, one line per task for the step's <system-out>.
 -- Task messages come redacted in the document (run:redact when recorded, and
 -- the whole document before it is written); they are passed through
@@ -136,6 +137,31 @@ function M.title(e)
   for _, l in ipairs(M.host_lines(e)) do lines[#lines + 1] = l end
   if e.step then lines[#lines + 1] = "step " .. tostring(e.step) end
   return table.concat(lines, "\n")
+end
+
+-- The tasks that ran during [t0, t1], as text for an outage's hover and
+-- row: "restart nova-api on ctl1 (changed)", at most `max` (default 4) and
+-- "… and N more"; nil when none.
+function M.during(doc, t0, t1, max)
+  max = max or 4
+  local out, n = {}, 0
+  for _, e in ipairs(M.tasks(doc)) do
+    if e.t <= t1 and (num(e.t_end) or e.t) >= t0 then
+      n = n + 1
+      if n <= max then
+        local names = {}
+        for _, hst in ipairs(sorted_hosts(e)) do
+          if hst.outcome ~= "skipped" then names[#names + 1] = hst.name end
+        end
+        local on = #names == 0 and "" or #names <= 3 and (" on " .. table.concat(names, ", "))
+          or fmt(" on %d hosts", #names)
+        out[#out + 1] = fmt("%s%s (%s)", tostring(e.task), on, M.outcome(e))
+      end
+    end
+  end
+  if n == 0 then return nil end
+  if n > max then out[#out + 1] = fmt("… and %d more", n - max) end
+  return table.concat(out, ", ")
 end
 
 -- Legend entries (when the document has tasks), on a row of their own:

@@ -80,8 +80,10 @@ function M.render(doc)
   rows = {}
   for _, pr in ipairs(doc.probes) do
     for _, o in ipairs(pr.outages) do
+      local tasks = require("upgrun.report.ansible").during(doc, o.start, o["end"])
       rows[#rows + 1] = { pr.name, f3(o.start), f3(o["end"]), f3(o.duration) .. " ± " .. f3(o.uncertainty),
-                          tostring(o.first_error or ""), table.concat(o.steps or {}, ", ") }
+                          tostring(o.first_error or ""), table.concat(o.steps or {}, ", ")
+                            .. (tasks and ("; ansible tasks: " .. tasks) or "") }
     end
   end
   if #rows > 0 then

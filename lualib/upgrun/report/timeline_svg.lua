@@ -221,6 +221,10 @@ function M.render(doc, opts)
 
   -- probe lanes
   local ph = 84
+  local function during_tasks(t0, t1)
+    local tasks = ansible_report.during(doc, t0, t1)
+    return tasks and ("\nansible tasks: " .. tasks) or ""
+  end
   for _, pr in ipairs(doc.probes or {}) do
     y = y + 6
     row_label(pr.name, y + 14)
@@ -236,9 +240,9 @@ function M.render(doc, opts)
       local eu = num(o.end_uncertainty) or 0
       add(fmt('<g class="outage"><rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#e04040" '
         .. 'fill-opacity="0.4"/><title>outage of %s: %.3f s ± %.3f\n%.3f → %.3f s (start ± %.3f, end ± %.3f)\n'
-        .. "first error: %s\nduring %s</title></g>", X(s0), y, math.max(1.5, X(e0) - X(s0)), ph, h(pr.name),
+        .. "first error: %s\nduring %s%s</title></g>", X(s0), y, math.max(1.5, X(e0) - X(s0)), ph, h(pr.name),
         o.duration, num(o.uncertainty) or 0, s0, e0, su, eu, h(o.first_error or "?"),
-        h(table.concat(o.steps or {}, ", "))))
+        h(table.concat(o.steps or {}, ", ")), h(during_tasks(s0, e0))))
       if su > 0 then
         add(fmt('<rect class="outage-unc" x="%.1f" y="%d" width="%.1f" height="%d" fill="url(#unc)">'
           .. "<title>start uncertain by %.3f s</title></rect>", X(s0 - su), y, math.max(1, X(s0) - X(s0 - su)),
