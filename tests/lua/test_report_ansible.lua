@@ -62,6 +62,7 @@ T.case("the timeline: one lane, a bar per task, no host rows past MAX_HOST_ROWS,
   local out = svg.render(doc, { width = 1200 })
   local function count(pat) local _, n = out:gsub(pat, "") return n end
   T.eq(count('class="ansible%-lane"'), 1)
+  T.ok(out:find('class="row">ansible site.yml<', 1, true), "the lane is named after the playbook")
   T.eq(count('class="ansible%-task task%-'), 5)
   T.eq(count('class="ansible%-host'), 0, "40 hosts: no per-host rows")
   T.eq(count('class="legend%-item"'), 10 + 6)
@@ -82,7 +83,9 @@ T.case("the timeline: one lane, a bar per task, no host rows past MAX_HOST_ROWS,
   -- a run with a few hosts gets a row per host; no task: no lane, no legend entries
   local small = { run = { duration = 10 }, timeline = { task(1, 2, "one", { a = { status = "ok", t = 1.5 },
                                                                              b = { status = "changed", t = 2 } }) } }
+  small.timeline[1].step = "upgrade / switch the code"
   local s2 = svg.render(small)
+  T.ok(s2:find('class="row">switch the code<', 1, true), "or after the step's own name (ctx:ansible{name =})")
   T.eq(select(2, s2:gsub('class="ansible%-host host%-', "")), 2)
   T.ok(s2:find('class="ansible-host host-changed"', 1, true))
   local none = svg.render { run = { duration = 10 }, timeline = {} }

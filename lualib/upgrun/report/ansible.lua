@@ -47,12 +47,17 @@ local function host_outcome(r)
 end
 M.host_outcome = host_outcome
 
--- The ansible_task events of a document, in time order.
+-- The ansible_task events of a document, in time order (kept per timeline
+-- table: the page asks once per outage).
+local cache = setmetatable({}, { __mode = "k" })
 function M.tasks(doc)
+  local tl = doc.timeline or {}
+  if cache[tl] and cache[tl].n == #tl then return cache[tl].tasks end
   local out = {}
-  for _, e in ipairs(doc.timeline or {}) do
+  for _, e in ipairs(tl) do
     if e.kind == "ansible_task" and num(e.t) then out[#out + 1] = e end
   end
+  cache[tl] = { n = #tl, tasks = out }
   return out
 end
 
@@ -205,7 +210,9 @@ function M.svg_lanes(doc, c)
   local add, X, h, y = c.add, c.X, c.h, c.y
   for _, run in ipairs(runs_of(doc)) do
     y = y + 2
-    c.row_label("ansible " .. tostring(run.playbook or "?"), y + 14)
+    -- the step's own name (ctx:ansible{name =}) tells two runs of one playbook apart
+    local own = tostring(run.step or ""):match("([^/]-)%s*$"):gsub("^%s+", ""):gsub("^ansible%-playbook ", "ansible ")
+    c.row_label(own ~= "" and own or ("ansible " .. tostring(run.playbook or "?")), y + 14)
     local host_rows = #run.hosts <= M.MAX_HOST_ROWS and run.hosts or {}
     local lh = 20 + #host_rows * 10
     add(fmt('<rect class="ansible-lane" x="%d" y="%d" width="%d" height="%d" fill="#f7f7f7" stroke="#ddd">'
