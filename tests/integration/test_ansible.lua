@@ -251,6 +251,7 @@ T.case("a syntax error in the playbook: a clear error naming the file and line",
   local r2, doc2 = upgrun({ "-i", inv, "--set", "playbook=nothere.yml", "-o", TMP .. "/nothere" })
   T.eq(r2.status, 1)
   T.ok(step(doc2, "ansible-playbook nothere.yml").error:find("no such playbook: " .. TMP .. "/nothere.yml", 1, true))
+  T.valid_report(TMP .. "/syntax", TMP .. "/nothere", TMP .. "/wrongkey")
 end)
 
 T.case("a timeout kills ansible-playbook's process group, naming the running task", function()
