@@ -7,7 +7,11 @@
 -- timeout and a Ctrl-C (SIGINT) killing ansible-playbook's whole process
 -- group (its forked worker's `sleep` included), and the SSH host keys upgrun
 -- checks (upgrun_known_hosts) being the ones Ansible checks; the Nova
--- scenario's scenarios/playbooks/nova_code_switch.yml on the sshd nodes.
+-- scenario's scenarios/playbooks/nova_code_switch.yml on the sshd nodes; the
+-- failing run's report.html in headless Chromium (browser_check.py: the
+-- playbook's lane, a bar per task with its outcome's class and hover text, a
+-- row per host, the "Ansible tasks" table) and its junit.xml naming the
+-- failed task and host and listing every task; each report.json validated.
 local T = require "testlib"
 local H = require "sshd_harness"
 local cjson = require "cjson"
