@@ -5,6 +5,8 @@ Chromium (Debian's chromium) and reports, as one JSON object on stdout:
            of a screenshot (decoded here: zlib + PNG filters, no PIL)
   classes: {class name: count} of the elements in the DOM after scripts ran
   titles:  number of SVG <title> elements (hover texts)
+  titles_by_class: {class name: [text of each <title> child of an element with that class]}
+  rows_by_class: {class name: [[cell texts] of each <tr> with that class]}
   page_errors: the text window.onerror wrote into #page-errors
   console: console messages Chromium logged (errors, CSP refusals)
   network: requests for anything but the file itself (file:, data:, about: are local)
@@ -92,25 +94,58 @@ def decode_png(path):
     return {"width": w, "height": h, "colors": len(colors), "nonwhite": nonwhite / max(1, sampled)}
 
 
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
 class Dom(html.parser.HTMLParser):
+    """Counts classes and titles; keeps the open elements (Chromium's
+    --dump-dom closes every non-void element, SVG ones too) to give each
+    <title> to its parent's classes and each cell to its row's."""
+
     def __init__(self):
         super().__init__()
         self.classes, self.titles, self.in_errors, self.page_errors = {}, 0, False, ""
+        self.titles_by_class, self.rows_by_class = {}, {}
+        self.stack = []  # [tag, classes, text or None]
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        for c in (a.get("class") or "").split():
+        classes = (a.get("class") or "").split()
+        for c in classes:
             self.classes[c] = self.classes.get(c, 0) + 1
         if tag == "title":
             self.titles += 1
         self.in_errors = a.get("id") == "page-errors"
+        if tag in VOID:
+            return
+        if tag == "tr":
+            self.stack.append([tag, classes, []])
+        else:
+            self.stack.append([tag, classes, "" if tag in ("title", "td", "th") else None])
 
     def handle_endtag(self, tag):
         self.in_errors = False
+        while self.stack:
+            el = self.stack.pop()
+            parent = self.stack[-1] if self.stack else None
+            if el[0] == "title" and parent:
+                for c in parent[1]:
+                    self.titles_by_class.setdefault(c, []).append(el[2])
+            elif el[0] in ("td", "th") and parent and parent[0] == "tr":
+                parent[2].append(el[2].strip())
+            elif el[0] == "tr":
+                for c in el[1]:
+                    self.rows_by_class.setdefault(c, []).append(el[2])
+            if el[0] == tag:
+                break
 
     def handle_data(self, data):
         if self.in_errors:
             self.page_errors += data
+        for el in reversed(self.stack):
+            if isinstance(el[2], str):
+                el[2] += data
+                break
 
 
 def main():
@@ -139,7 +174,8 @@ def main():
         for m in re.finditer(r"\b(https?|wss?|ftp)://[^\s\"')]+", line):
             network.append(m.group(0))
     out = {"png": decode_png(shot), "classes": dom.classes, "titles": dom.titles,
-           "page_errors": dom.page_errors.strip(), "console": console, "network": network,
+           "page_errors": dom.page_errors.strip(),
+           "titles_by_class": dom.titles_by_class, "rows_by_class": dom.rows_by_class, "console": console, "network": network,
            "dom_bytes": len(r2.stdout)}
     print(json.dumps(out))
     return 0

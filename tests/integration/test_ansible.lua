@@ -7,7 +7,11 @@
 -- timeout and a Ctrl-C (SIGINT) killing ansible-playbook's whole process
 -- group (its forked worker's `sleep` included), and the SSH host keys upgrun
 -- checks (upgrun_known_hosts) being the ones Ansible checks; the Nova
--- scenario's scenarios/playbooks/nova_code_switch.yml on the sshd nodes.
+-- scenario's scenarios/playbooks/nova_code_switch.yml on the sshd nodes; the
+-- failing run's report.html in headless Chromium (browser_check.py: the
+-- playbook's lane, a bar per task with its outcome's class and hover text, a
+-- row per host, the "Ansible tasks" table) and its junit.xml naming the
+-- failed task and host and listing every task; each report.json validated.
 local T = require "testlib"
 local H = require "sshd_harness"
 local cjson = require "cjson"
@@ -79,6 +83,9 @@ write("fails.yml", [[
       when: inventory_hostname == 'n2'
     - name: after the failure
       command: "true"
+    - name: never
+      command: "true"
+      when: false
 ]])
 
 write("syntax.yml", "- hosts: nodes\n  tasks:\n    - name: x\n      debug: msg=1\n     bad: indent\n")
@@ -182,6 +189,63 @@ T.case("a failing task and an unreachable host fail the step, naming task, host 
   T.ok(r.stdout:find("ansible: break on n2  failed=1 skipped=2", 1, true), r.stdout)
 end)
 
+-- Runs tests/integration/browser_check.py (headless Chromium) on a page; returns its JSON report.
+local function browser(page)
+  local r = proc.run({ "python3", T.src("tests/integration/browser_check.py"), page, page .. ".png", "1280x900" },
+                     { timeout = 120 * T.slack })
+  T.eq(r.status, 0, "browser_check ran (chromium: tests/setup installs it): " .. tostring(r.stderr))
+  return cjson.decode(r.stdout)
+end
+
+local function has(s, needle, what)
+  T.ok(type(s) == "string" and s:find(needle, 1, true), (what or "") .. " contains " .. needle .. ":\n" .. tostring(s))
+end
+
+T.case("report.html draws the tasks (lane, bars by outcome, host rows, hover) and lists them; junit too", function()
+  -- the run of the case above: say hello ok x3; break on n2 failed on n2, skipped on n1 and gone;
+  -- after the failure changed on n1, unreachable on gone; never skipped on n1
+  local out = TMP .. "/fails"
+  T.valid_report(out, TMP .. "/ok")
+  local b = browser(out .. "/report.html")
+  T.eq(b.page_errors, "", "no script error"); T.eq(#b.network, 0, "no fetch")
+  local c = b.classes
+  T.eq(c["ansible-lane"], 1, "a lane for the playbook run")
+  T.eq(c["ansible-task"], 4, "a bar per task")
+  for _, o in ipairs { "ok", "failed", "unreachable", "skipped" } do T.eq(c["task-" .. o], 1, "a task " .. o) end
+  T.eq(c["ansible-host"], 9, "each host's part of each task")
+  T.eq(c["host-failed"], 1); T.eq(c["host-changed"], 1); T.eq(c["host-unreachable"], 1)
+  T.eq(c["host-ok"], 3); T.eq(c["host-skipped"], 3)
+  T.eq(c["legend-item"], 16, "the outcome colours in the legend")
+  local tip = b.titles_by_class["task-failed"][1]
+  has(tip, "task break on n2: failed\nplay the nodes · fails.yml\n", "hover")
+  has(tip, "n2: failed (rc 3): non-zero return code; stderr: disk full", "hover")
+  has(tip, "skipped (2): gone, n1", "hover")
+  has(tip, "step ansible-playbook fails.yml", "hover")
+  has(b.titles_by_class["task-unreachable"][1], "gone: unreachable: Failed to connect", "hover")
+  has(b.titles_by_class["task-unreachable"][1], "changed (1): n1", "hover")
+  has(b.titles_by_class["host-failed"][1], "n2: failed (rc 3)", "the host cell")
+  local rows = b.rows_by_class["ansible-row"]
+  T.eq(#rows, 4, "a table row per task")
+  T.eq(rows[2][1], "fails.yml"); T.eq(rows[2][2], "the nodes"); T.eq(rows[2][3], "break on n2")
+  has(rows[2][4], "n2: failed (rc 3)", "hosts cell"); has(rows[2][4], "skipped (2): gone, n1", "hosts cell")
+  T.eq(rows[2][7], "ansible-playbook fails.yml")
+  T.eq(#b.rows_by_class["row-failed"], 1); T.eq(b.rows_by_class["row-failed"][1][3], "break on n2")
+  T.eq(b.rows_by_class["row-changed"], nil, "no task is changed at worst")
+  -- the passing run: its msg holds the secret extra var, redacted in the page as in report.json
+  local html = T.read(TMP .. "/ok/report.html")
+  T.ok(not html:find(SECRET, 1, true), "the secret extra var is not in report.html")
+  has(html, "hello from n1 (password ***)", "report.html")
+  -- junit.xml: the step's failure names task and host; <system-out> lists every task
+  local x = proc.run({ "xmllint", "--noout", out .. "/junit.xml" }, { timeout = 30 })
+  T.eq(x.status, 0, "xmllint: " .. tostring(x.stderr))
+  local junit = T.read(out .. "/junit.xml")
+  has(junit, 'message="ansible-playbook fails.yml failed: task &apos;break on n2&apos; failed on n2: ', "junit")
+  has(junit, "ansible tasks (4):\n", "junit")
+  has(junit, "the nodes / break on n2: failed — n2: failed (rc 3): non-zero return code; stderr: disk full; "
+      .. "skipped (2): gone, n1\n", "junit")
+  has(junit, "the nodes / never: skipped — skipped (1): n1</system-out>", "junit")
+end)
+
 T.case("a syntax error in the playbook: a clear error naming the file and line", function()
   local r, doc = upgrun({ "-i", inv, "--set", "playbook=syntax.yml", "-o", TMP .. "/syntax" })
   T.eq(r.status, 1, r.stdout .. r.stderr)
@@ -191,6 +255,7 @@ T.case("a syntax error in the playbook: a clear error naming the file and line",
   local r2, doc2 = upgrun({ "-i", inv, "--set", "playbook=nothere.yml", "-o", TMP .. "/nothere" })
   T.eq(r2.status, 1)
   T.ok(step(doc2, "ansible-playbook nothere.yml").error:find("no such playbook: " .. TMP .. "/nothere.yml", 1, true))
+  T.valid_report(TMP .. "/syntax", TMP .. "/nothere", TMP .. "/wrongkey")
 end)
 
 T.case("a timeout kills ansible-playbook's process group, naming the running task", function()
@@ -202,6 +267,7 @@ T.case("a timeout kills ansible-playbook's process group, naming the running tas
   T.ok(st.error:find("timed out after 6s while task 'sleep long' (" .. TMP .. "/sleep.yml:6) ran", 1, true), st.error)
   T.ok(st.error:find("process group was stopped with SIG", 1, true), st.error)
   T.eq(events(doc, "ansible_task")[1].hosts.here.status, "ok", "the task before is recorded")
+  T.valid_report(TMP .. "/to")
   T.wait_until(function() return not sleepers() end, 5, "the worker's sleep to be gone")
 end)
 
@@ -216,6 +282,7 @@ T.case("Ctrl-C (SIGINT) during a playbook: exit 3, the whole process group kille
   T.wait_until(function() return not sleepers() end, 5, "the worker's sleep to be gone")
   local doc = cjson.decode(T.read(TMP .. "/int/report.json"))
   T.eq(step(doc, "ansible-playbook sleep.yml").result, "interrupted")
+  T.valid_report(TMP .. "/int")
   T.ok(not T.read(TMP .. "/int/report.json"):find(SECRET, 1, true))
 end)
 

@@ -21,6 +21,7 @@
 -- Ansible then checks the same host keys upgrun checks.
 local ansible = require "upgrun.ansible"
 local cjson = require "cjson"
+local Timeline = require "upgrun.timeline"
 
 local KNOWN = {}
 for k in ([[playbook limit tags skip_tags extra_vars secret_vars become_password check diff forks verbosity
@@ -83,9 +84,12 @@ local function record_task(run, st, playbook, t)
                  stderr = r.status == "failed" and run:redact(r.stderr) or nil,
                  t = r.t and run.tl:rel(r.t) or nil }
   end
+  -- recorded when the task ended: its wall times from its start and end
+  local t0, t1 = run.tl:rel(t.start), run.tl:rel(t.finish)
   run.tl:event("ansible_task", { step = st.path, depth = st.depth + 1, playbook = playbook, play = t.play,
                                  task = t.name, action = t.action, path = t.path, handler = t.handler,
-                                 t = run.tl:rel(t.start), t_end = run.tl:rel(t.finish),
+                                 t = t0, t_end = t1, wall = Timeline.iso(run.tl.t0_wall + t0),
+                                 wall_end = Timeline.iso(run.tl.t0_wall + t1),
                                  duration = t.finish - t.start, hosts = hosts, counts = t.counts })
 end
 

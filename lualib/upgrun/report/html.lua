@@ -2,8 +2,9 @@
 -- CSS; a Content-Security-Policy forbids any fetch) with the timeline a
 -- person looks at (upgrun.report.timeline_svg: steps, node service actions,
 -- latency bands, outages with their uncertainty, legend, run-time and
--- wall-clock axes), then the tables (downtime per API and per step, budgets,
--- checks, hooks, steps). Drawn from the report document only.
+-- wall-clock axes, ctx:ansible playbook tasks), then the tables (downtime per
+-- API and per step, budgets, checks, hooks, steps, Ansible tasks). Drawn
+-- from the report document only.
 local timeline_svg = require "upgrun.report.timeline_svg"
 
 local M = {}
@@ -79,8 +80,10 @@ function M.render(doc)
   rows = {}
   for _, pr in ipairs(doc.probes) do
     for _, o in ipairs(pr.outages) do
+      local tasks = require("upgrun.report.ansible").during(doc, o.start, o["end"])
       rows[#rows + 1] = { pr.name, f3(o.start), f3(o["end"]), f3(o.duration) .. " ± " .. f3(o.uncertainty),
-                          tostring(o.first_error or ""), table.concat(o.steps or {}, ", ") }
+                          tostring(o.first_error or ""), table.concat(o.steps or {}, ", ")
+                            .. (tasks and ("; ansible tasks: " .. tasks) or "") }
     end
   end
   if #rows > 0 then
@@ -121,6 +124,11 @@ function M.render(doc)
                         class = (st.result == "failed" or st.result == "interrupted") and "bad" or nil }
   end
   add("<h2>Steps</h2>"); add(table_html({ "step", "stage", "start (s)", "duration (s)", "result", "error" }, rows))
+  rows = require("upgrun.report.ansible").html_rows(doc)
+  if #rows > 0 then
+    add('<h2>Ansible tasks</h2><div class="ansible-tasks">')
+    add(table_html({ "playbook", "play", "task", "hosts", "start (s)", "duration (s)", "step" }, rows) .. "</div>")
+  end
   rows = {}
   for _, c in ipairs(doc.checks) do
     local result = c.result == "skipped" and "skipped" or (c.ok and "ok" or "FAILED")

@@ -16,6 +16,10 @@
 --   the steps suite's time is the union of the steps' intervals, the other
 --   suites' times the sum of their testcases (probes and budgets: 0), and
 --   <testsuites time> is the run's duration.
+-- * A ctx:ansible step lists its playbook's tasks in <system-out>, one line
+--   each: start, duration, play / task, outcome, the failed or unreachable
+--   hosts with their msg and the others per outcome (upgrun.report.ansible);
+--   its failure message names the failed tasks and hosts (the step's error).
 -- * Classnames are dot-separated segments (scenario, stage, step path, ...);
 --   Jenkins splits a classname at its last dot into package and class, so
 --   each segment has its dots replaced by "_" (M.segment): stage
@@ -236,6 +240,7 @@ function M.render(doc)
     if st.start and st["end"] then intervals[#intervals + 1] = { st.start, st["end"] } end
   end
   local cases = {}
+  local ansible_lines = require("upgrun.report.ansible").junit_lines(doc)
   for _, st in ipairs(doc.steps) do
     local c = { classname = cls(sc, st.stage), name = st.path, time = st.duration }
     local kids = children[st.id]
@@ -246,6 +251,11 @@ function M.render(doc)
       c.time = math.max(0, st.duration - inside)
       c.out = string.format("duration %.3f s, of which %.3f s in %d sub-step%s (counted there)", st.duration, inside,
                             #kids, #kids == 1 and "" or "s")
+    end
+    local tasks = ansible_lines[st.path]
+    if tasks then
+      c.out = (c.out and (c.out .. "\n") or "") .. string.format("ansible tasks (%d):\n%s", #tasks,
+        table.concat(tasks, "\n"))
     end
     if st.result == "failed" then c.status, c.message, c.body = "failure", st.error or "failed",
       st.traceback or st.error

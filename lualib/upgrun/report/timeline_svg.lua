@@ -10,8 +10,12 @@
 --   a min–max band, a p50–p95 band and the p50 line (log scale), failed
 --   samples as red ticks, outages shaded with their start/end uncertainty
 --   hatched on each side;
+--   a lane per ctx:ansible playbook run, its tasks as bars coloured by
+--   outcome and a row per host (upgrun.report.ansible);
 --   a legend.
 --   local svg = timeline_svg.render(doc, {dur =, width =})  -- dur: a shared x scale
+local ansible_report = require "upgrun.report.ansible"
+
 local M = {}
 
 local fmt = string.format
@@ -79,6 +83,7 @@ function M.render(doc, opts)
   -- legend
   local lx = left
   local function legend(draw, label)
+    if lx + 24 + #label * 5.6 > W and lx > left then lx, y = left, y + 16 end -- wrap to a second row
     bg[#bg + 1] = fmt('<g class="legend-item">%s<text x="%.1f" y="%d" class="sub">%s</text></g>', draw(lx, y),
       lx + 16, y + 9, h(label))
     lx = lx + 24 + #label * 5.6
@@ -101,6 +106,7 @@ function M.render(doc, opts)
   end
   legend(function(x, yy) return fmt('<rect x="%.1f" y="%d" width="1.5" height="10" fill="#888"/>', x + 5, yy) end,
     "node command")
+  ansible_report.legend(doc, legend, function() lx, y = left, y + 16 end)
   add('<g class="legend">' .. table.concat(bg) .. "</g>")
   bg = {}
   y = y + 30
@@ -168,6 +174,10 @@ function M.render(doc, opts)
     y = y + 22
   end
 
+  -- a lane per ctx:ansible playbook run: its tasks, and a row per host (upgrun.report.ansible)
+  y = ansible_report.svg_lanes(doc, { add = add, X = X, y = y, left = left, width = PW, h = h, fit = fit,
+                                      row_label = row_label })
+
   -- node lanes: service actions and commands, per node
   local node_order, by_node = {}, {}
   for _, e in ipairs(doc.timeline or {}) do
@@ -211,6 +221,10 @@ function M.render(doc, opts)
 
   -- probe lanes
   local ph = 84
+  local function during_tasks(t0, t1)
+    local tasks = ansible_report.during(doc, t0, t1)
+    return tasks and ("\nansible tasks: " .. tasks) or ""
+  end
   for _, pr in ipairs(doc.probes or {}) do
     y = y + 6
     row_label(pr.name, y + 14)
@@ -226,9 +240,9 @@ function M.render(doc, opts)
       local eu = num(o.end_uncertainty) or 0
       add(fmt('<g class="outage"><rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#e04040" '
         .. 'fill-opacity="0.4"/><title>outage of %s: %.3f s ± %.3f\n%.3f → %.3f s (start ± %.3f, end ± %.3f)\n'
-        .. "first error: %s\nduring %s</title></g>", X(s0), y, math.max(1.5, X(e0) - X(s0)), ph, h(pr.name),
+        .. "first error: %s\nduring %s%s</title></g>", X(s0), y, math.max(1.5, X(e0) - X(s0)), ph, h(pr.name),
         o.duration, num(o.uncertainty) or 0, s0, e0, su, eu, h(o.first_error or "?"),
-        h(table.concat(o.steps or {}, ", "))))
+        h(table.concat(o.steps or {}, ", ")), h(during_tasks(s0, e0))))
       if su > 0 then
         add(fmt('<rect class="outage-unc" x="%.1f" y="%d" width="%.1f" height="%d" fill="url(#unc)">'
           .. "<title>start uncertain by %.3f s</title></rect>", X(s0 - su), y, math.max(1, X(s0) - X(s0 - su)),
