@@ -71,7 +71,9 @@ end
 --   probe.http{url =, method = "GET", headers =, body =, expect = {200, ...},
 --              timeout =}
 -- Without `expect`, 2xx/3xx are ok. Headers may be a function(ctx) returning
--- the headers (e.g. a fresh token).
+-- the headers (e.g. a fresh token). The function returns the response's
+-- {status=} alone (upgrun.http's status_only: the classification needs
+-- nothing else, and no headers or body are kept per sample).
 function M.http(spec)
   assert(type(spec) == "table" and type(spec.url) == "string", "probe.http needs {url = ...}")
   local http
@@ -85,7 +87,7 @@ function M.http(spec)
       return http.request(fixed)
     end
     local req = { method = spec.method or "GET", url = spec.url, headers = headers,
-                  body = spec.body, timeout = spec.timeout or p.timeout }
+                  body = spec.body, timeout = spec.timeout or p.timeout, status_only = true }
     if type(spec.headers) ~= "function" then fixed = req end
     return http.request(req)
   end
