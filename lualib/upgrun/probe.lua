@@ -126,6 +126,9 @@ function M.new(spec)
   -- An http probe's request carries the probe's timeout itself: no watchdog
   -- task is needed per sample (upgrun.probe_run).
   p.self_timed = spec.http and (not spec.http.timeout or spec.http.timeout <= p.timeout) or nil
+  -- Nothing of the scenario's runs in the sample of an http probe whose
+  -- headers are fixed: its task can go without the count hook.
+  p.library_fn = spec.http and type(spec.http.headers) ~= "function" or nil
   p.max_in_flight = spec.max_in_flight or math.min(16, math.ceil(p.timeout / p.interval) + 1)
   p.expect = spec.expect or p.expect
   p.expect_set = status_set(p.expect)
