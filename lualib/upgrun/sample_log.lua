@@ -36,8 +36,9 @@ function Log:fail(err)
 end
 
 -- The line's names and the sample's keys, in line order (file:write_json).
+-- (docs/scenarios.md lists them in this order)
 local FIELDS = { "probe", "probe", "t_send", "t", "wall", "wall", "result", "result", "latency", "latency",
-                 "status", "status", "err", "err", "stage", "stage", "step", "step", "message", "message" }
+                 "status", "status", "err", "err", "message", "message", "stage", "stage", "step", "step" }
 local LINE_FIELDS = {}
 for i = 1, #FIELDS, 2 do LINE_FIELDS[i], LINE_FIELDS[i + 1] = FIELDS[i], FIELDS[i] end
 
