@@ -7,7 +7,13 @@
  *       and only then renames it over path (and fsyncs the directory): path
  *       holds either its previous content or the complete new one.
  *   fs.open(path) -> file | nil, err      (created or truncated)
- *   file:write(s) -> true | nil, err      buffered (flushed past 64 KiB)
+ *   file:write(s, ...) -> true | nil, err buffered (flushed past 64 KiB)
+ *   file:write_json(t, fields) -> true | nil, err
+ *       appends one JSON object and a newline: fields = {name1, key1, name2,
+ *       key2, ...} writes t[key] as "name" in that order, skipping nil;
+ *       strings escaped, integers as integers, floats as %.10g (null if not
+ *       finite), booleans; anything else raises. A line of samples.jsonl
+ *       without building a table or a string per line in Lua.
  *   file:flush()  -> true | nil, err      write(2) of the buffer
  *   file:sync()   -> true | nil, err      flush + fsync(2)
  *   file:close()  -> true | nil, err      sync + close(2); the file is closed
@@ -26,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,29 +156,147 @@ static int file_drain(fs_file *f) {
   return rc;
 }
 
-static int l_file_write(lua_State *L) {
-  fs_file *f = check_file(L);
-  size_t len;
-  const char *s = luaL_checklstring(L, 2, &len);
-  if (f->err) return file_sticky(L, f);
-  if (f->fd < 0) return file_fail(L, f, "write (closed)", EBADF);
+/* Appends len bytes to the buffer; false when out of memory. */
+static bool file_append(fs_file *f, const char *s, size_t len) {
   if (f->len + len > f->cap) {
     size_t cap = f->cap ? f->cap : 4096;
     while (cap < f->len + len)
       cap *= 2;
     char *nb = realloc(f->buf, cap);
-    if (!nb) return luaL_error(L, "out of memory");
+    if (!nb) return false;
     f->buf = nb;
     f->cap = cap;
   }
   memcpy(f->buf + f->len, s, len);
   f->len += len;
+  return true;
+}
+
+/* Writes the buffer out once it holds FLUSH_AT bytes; pushes true. */
+static int file_wrote(lua_State *L, fs_file *f) {
   if (f->len >= FLUSH_AT) {
     int rc = file_drain(f);
     if (rc != 0) return file_fail(L, f, "write", rc);
   }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int l_file_write(lua_State *L) {
+  fs_file *f = check_file(L);
+  int n = lua_gettop(L);
+  for (int i = 2; i <= n; i++)
+    luaL_checkstring(L, i);
+  if (f->err) return file_sticky(L, f);
+  if (f->fd < 0) return file_fail(L, f, "write (closed)", EBADF);
+  for (int i = 2; i <= n; i++) {
+    size_t len;
+    const char *s = lua_tolstring(L, i, &len);
+    if (!file_append(f, s, len)) return luaL_error(L, "out of memory");
+  }
+  return file_wrote(L, f);
+}
+
+/* A JSON string literal of s appended to the buffer; false if out of
+ * memory. */
+static bool json_string(fs_file *f, const char *s, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  bool ok = file_append(f, "\"", 1);
+  size_t run = 0; /* bytes before s[i] that need no escape, not yet added */
+  for (size_t i = 0; ok && i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != 0x7f && c != '"' && c != '\\') {
+      run++;
+      continue;
+    }
+    ok = file_append(f, s + i - run, run);
+    run = 0;
+    char e[6] = {'\\', (char)c, 0, 0, 0, 0};
+    size_t elen = 2;
+    if (c == '\n')
+      e[1] = 'n';
+    else if (c == '\r')
+      e[1] = 'r';
+    else if (c == '\t')
+      e[1] = 't';
+    else if (c != '"' && c != '\\') {
+      e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[c >> 4],
+      e[5] = hex[c & 15];
+      elen = 6;
+    }
+    ok = ok && file_append(f, e, elen);
+  }
+  return ok && file_append(f, s + len - run, run) && file_append(f, "\"", 1);
+}
+
+/* stack: file, t, fields. See the top of the file. A failure leaves no
+ * partial line in the buffer. */
+static int l_file_write_json(lua_State *L) {
+  fs_file *f = check_file(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  if (f->err) return file_sticky(L, f);
+  if (f->fd < 0) return file_fail(L, f, "write (closed)", EBADF);
+  lua_Integer n = luaL_len(L, 3);
+  size_t start = f->len;
+  bool ok = true, first = true;
+  for (lua_Integer i = 1; ok && i + 1 <= n; i += 2) {
+    lua_geti(L, 3, i + 1); /* the key in t */
+    lua_gettable(L, 2);    /* its value */
+    lua_geti(L, 3, i);     /* the JSON name; stack: ..., value, name */
+    int type = lua_type(L, -2);
+    size_t nlen;
+    const char *name = lua_tolstring(L, -1, &nlen);
+    if (!name) {
+      f->len = start;
+      return luaL_error(L, "write_json: field %d is not a string", (int)i);
+    }
+    char num[64];
+    size_t tlen = 0;
+    switch (type) {
+    case LUA_TNIL:
+      lua_pop(L, 2);
+      continue;
+    case LUA_TSTRING:
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, -2)) {
+        tlen = (size_t)snprintf(num, sizeof num, LUA_INTEGER_FMT,
+                                (LUAI_UACINT)lua_tointeger(L, -2));
+      } else {
+        double d = (double)lua_tonumber(L, -2);
+        tlen = (size_t)(d - d == 0 ? snprintf(num, sizeof num, "%.10g", d)
+                                   : snprintf(num, sizeof num, "null"));
+      }
+      break;
+    case LUA_TBOOLEAN:
+      tlen = (size_t)snprintf(num, sizeof num, "%s",
+                              lua_toboolean(L, -2) ? "true" : "false");
+      break;
+    default:
+      f->len = start;
+      return luaL_error(L, "write_json: %s: cannot encode a %s", name,
+                        lua_typename(L, type));
+    }
+    ok = file_append(f, first ? "{" : ",", 1) && json_string(f, name, nlen) &&
+         file_append(f, ":", 1);
+    first = false;
+    if (ok && type == LUA_TSTRING) {
+      size_t vlen;
+      const char *v = lua_tolstring(L, -2, &vlen);
+      ok = json_string(f, v, vlen);
+    } else if (ok) {
+      ok = file_append(f, num, tlen);
+    }
+    lua_pop(L, 2);
+  }
+  ok = ok && (first ? file_append(f, "{}\n", 3) : file_append(f, "}\n", 2));
+  if (!ok) {
+    f->len = start;
+    return luaL_error(L, "out of memory");
+  }
+  return file_wrote(L, f);
 }
 
 static int l_file_flush(lua_State *L) {
@@ -272,11 +397,10 @@ static int l_term_size(lua_State *L) {
 }
 
 int luaopen_upgrun_fs(lua_State *L) {
-  static const luaL_Reg file_methods[] = {{"write", l_file_write},
-                                          {"flush", l_file_flush},
-                                          {"sync", l_file_sync},
-                                          {"close", l_file_close},
-                                          {NULL, NULL}};
+  static const luaL_Reg file_methods[] = {
+      {"write", l_file_write}, {"write_json", l_file_write_json},
+      {"flush", l_file_flush}, {"sync", l_file_sync},
+      {"close", l_file_close}, {NULL, NULL}};
   static const luaL_Reg file_meta[] = {{"__gc", l_file_gc},
                                        {"__close", l_file_gc},
                                        {"__tostring", l_file_tostring},

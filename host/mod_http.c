@@ -14,6 +14,10 @@
  *              message=, curl_code=}
  *   get(url [, opts]) — request with method GET.
  *
+ * `status_only=true` (a probe needs nothing else) returns {status=} alone:
+ * the headers and body are read and counted (max_body still applies) but
+ * not kept, and no headers/timing tables are built.
+ *
  * `timeout` bounds the whole request; `reused` is true when the request went
  * over an already open connection; `url` has any user:password removed (as
  * have error messages). Environment proxies (http_proxy...) are ignored;
@@ -84,6 +88,8 @@ typedef struct http_op {
   buf body;    /* response body */
   buf headers; /* response headers: "name\0value\0" pairs, name lowercased */
   size_t max_body;
+  size_t body_seen; /* bytes of body received (kept or not) */
+  bool status_only; /* keep neither headers nor body (see the top) */
   bool too_large;
   bool done;
   CURLcode result;
@@ -342,16 +348,19 @@ static http_ctx *get_ctx(lua_State *L) {
 static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   http_op *o = ud;
   size_t len = size * n;
-  if (o->body.len + len > o->max_body) {
+  if (o->body_seen + len > o->max_body) {
     o->too_large = true;
     return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
   }
+  o->body_seen += len;
+  if (o->status_only) return len;
   return buf_append(&o->body, p, len) ? len : 0;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   http_op *o = ud;
   size_t len = size * n;
+  if (o->status_only) return len;
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
     o->headers.len = 0; /* a new response (after 100 Continue): start over */
     return len;
@@ -438,6 +447,11 @@ static int http_push(lua_State *L, upgrun_op *op) {
                           o->url_safe);
     lua_pushinteger(L, (lua_Integer)o->result);
     lua_setfield(L, -2, "curl_code");
+  } else if (o->status_only) {
+    lua_createtable(L, 0, 1);
+    lua_pushinteger(L, o->status);
+    lua_setfield(L, -2, "status");
+    n = 1;
   } else {
     lua_createtable(L, 0, 6);
     lua_pushinteger(L, o->status);
@@ -595,6 +609,7 @@ static int do_request(lua_State *L, int idx) {
   double timeout = util_opt_number(L, idx, "timeout", DEFAULT_TIMEOUT);
   double ctimeout = util_opt_number(L, idx, "connect_timeout", -1);
   bool verify = util_opt_bool(L, idx, "verify", true);
+  bool status_only = util_opt_bool(L, idx, "status_only", false);
   const char *cacert = util_opt_string(L, idx, "cacert", NULL, NULL);
   const char *proxy = util_opt_string(L, idx, "proxy", NULL, NULL);
   const char *noproxy = util_opt_string(L, idx, "noproxy", NULL, NULL);
@@ -637,6 +652,7 @@ static int do_request(lua_State *L, int idx) {
   o->req_headers = hdrs;
   o->url_safe = url_safe;
   o->max_body = (size_t)max_body;
+  o->status_only = status_only;
   memcpy(o->method, method, mlen + 1);
 
   curl_easy_setopt(e, CURLOPT_URL, url);

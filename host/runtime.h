@@ -93,6 +93,11 @@ void sched_init(upgrun_runtime *rt);
  * arguments below it... stack: fn, args... (nargs); pops them, pushes the
  * task userdata. */
 upgrun_task *sched_spawn(lua_State *L, int nargs, const char *name);
+/* sched_spawn without the count hook (see spin_hook in sched.c): for the
+ * runtime's own library code that only computes briefly between waits (the
+ * probe loops and http probe samples); the spin limit and the busy-signal
+ * check do not apply to it, a signal is honoured when it next waits. */
+upgrun_task *sched_spawn_unwatched(lua_State *L, int nargs, const char *name);
 void sched_cancel(upgrun_task *t);
 void sched_cancel_all(upgrun_runtime *rt);
 bool sched_finished(const upgrun_task *t);

@@ -299,7 +299,8 @@ static void signals_restore(void) {
 
 /* ---- the count hook ----------------------------------------------------- */
 
-/* Count hook on every task thread (and the coroutines it creates), run every
+/* Count hook on every task thread (and the coroutines it creates; not on
+ * the runtime's own unwatched tasks, see sched_spawn_unwatched), run every
  * SPIN_CHECK_EVERY instructions (a few ms):
  *  - a signal received while Lua is busy aborts the run now, and the
  *    running task gets its cancellation raised here (the runner can catch
@@ -457,7 +458,8 @@ void sched_raise_on_resume(upgrun_task *t) { t->raise_on_resume = true; }
 
 /* ---- spawning and cancelling ---------------------------------------- */
 
-upgrun_task *sched_spawn(lua_State *L, int nargs, const char *name) {
+static upgrun_task *spawn(lua_State *L, int nargs, const char *name,
+                          bool watched) {
   upgrun_runtime *rt = upgrun_from_lua(L);
   int fn = lua_gettop(L) - nargs;
   luaL_checktype(L, fn, LUA_TFUNCTION);
@@ -477,7 +479,12 @@ upgrun_task *sched_spawn(lua_State *L, int nargs, const char *name) {
   t->tag.rt = rt;
   t->tag.task = t;
   thread_extra_set(t->co, &t->tag);
-  lua_sethook(t->co, spin_hook, LUA_MASKCOUNT, SPIN_CHECK_EVERY);
+  /* (the hook costs every Lua instruction of the task a check; a new thread
+   * inherits its creator's hook, so an unwatched one clears it) */
+  if (watched)
+    lua_sethook(t->co, spin_hook, LUA_MASKCOUNT, SPIN_CHECK_EVERY);
+  else
+    lua_sethook(t->co, NULL, 0, 0);
   lua_insert(L, fn); /* ud, fn, args */
   lua_xmove(L, t->co, nargs + 1);
   lua_pushvalue(L, -1);
@@ -487,6 +494,14 @@ upgrun_task *sched_spawn(lua_State *L, int nargs, const char *name) {
   rt->live = t;
   ready_push(t);
   return t;
+}
+
+upgrun_task *sched_spawn(lua_State *L, int nargs, const char *name) {
+  return spawn(L, nargs, name, true);
+}
+
+upgrun_task *sched_spawn_unwatched(lua_State *L, int nargs, const char *name) {
+  return spawn(L, nargs, name, false);
 }
 
 bool sched_finished(const upgrun_task *t) {

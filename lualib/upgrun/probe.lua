@@ -71,7 +71,9 @@ end
 --   probe.http{url =, method = "GET", headers =, body =, expect = {200, ...},
 --              timeout =}
 -- Without `expect`, 2xx/3xx are ok. Headers may be a function(ctx) returning
--- the headers (e.g. a fresh token).
+-- the headers (e.g. a fresh token). The function returns the response's
+-- {status=} alone (upgrun.http's status_only: the classification needs
+-- nothing else, and no headers or body are kept per sample).
 function M.http(spec)
   assert(type(spec) == "table" and type(spec.url) == "string", "probe.http needs {url = ...}")
   local http
@@ -85,7 +87,7 @@ function M.http(spec)
       return http.request(fixed)
     end
     local req = { method = spec.method or "GET", url = spec.url, headers = headers,
-                  body = spec.body, timeout = spec.timeout or p.timeout }
+                  body = spec.body, timeout = spec.timeout or p.timeout, status_only = true }
     if type(spec.headers) ~= "function" then fixed = req end
     return http.request(req)
   end
@@ -124,6 +126,9 @@ function M.new(spec)
   -- An http probe's request carries the probe's timeout itself: no watchdog
   -- task is needed per sample (upgrun.probe_run).
   p.self_timed = spec.http and (not spec.http.timeout or spec.http.timeout <= p.timeout) or nil
+  -- Nothing of the scenario's runs in the sample of an http probe whose
+  -- headers are fixed: its task can go without the count hook.
+  p.library_fn = spec.http and type(spec.http.headers) ~= "function" or nil
   p.max_in_flight = spec.max_in_flight or math.min(16, math.ceil(p.timeout / p.interval) + 1)
   p.expect = spec.expect or p.expect
   p.expect_set = status_set(p.expect)

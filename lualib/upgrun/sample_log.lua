@@ -35,14 +35,36 @@ function Log:fail(err)
   io.stderr:write("upgrun: samples.jsonl: ", tostring(err), "\n")
 end
 
+-- The line's names and the sample's keys, in line order (file:write_json).
+-- (docs/scenarios.md lists them in this order)
+local FIELDS = { "probe", "probe", "t_send", "t", "wall", "wall", "result", "result", "latency", "latency",
+                 "status", "status", "err", "err", "message", "message", "stage", "stage", "step", "step" }
+local LINE_FIELDS = {}
+for i = 1, #FIELDS, 2 do LINE_FIELDS[i], LINE_FIELDS[i + 1] = FIELDS[i], FIELDS[i] end
+
 function Log:write(s)
   if not self.f or self.err then return end
+  local ok, err
+  local msg, stage, step = s.message, s.stage, s.step
+  if type(stage) == "table" or type(step) == "table" then -- (not from the runner)
+    local l = self:copy(s)
+    ok, err = self.f:write(cjson.encode(l), "\n")
+  elseif msg == nil or not self.redact then
+    -- the common case (an ok sample): formatted in C from the sample itself
+    ok, err = self.f:write_json(s, FIELDS)
+  else
+    ok, err = self.f:write_json(self:copy(s), LINE_FIELDS)
+  end
+  if not ok then self:fail(err) end
+end
+
+-- The line of a sample as a table (reused), its message redacted.
+function Log:copy(s)
   local l = self.line
   l.probe, l.t_send, l.wall, l.result, l.latency = s.probe, s.t, s.wall, s.result, s.latency
   l.status, l.err, l.stage, l.step = s.status, s.err, s.stage, s.step
   l.message = s.message and self.redact and self.redact(s.message) or s.message
-  local ok, err = self.f:write(cjson.encode(l) .. "\n")
-  if not ok then self:fail(err) end
+  return l
 end
 
 function Log:flush()

@@ -53,6 +53,25 @@ T.case("GET answers with status, lowercased headers, body, timing", function()
   T.ok(r.timing.connect <= r.timing.ttfb)
 end)
 
+T.case("status_only: {status=} alone, body and headers read but not kept, max_body still applies", function()
+  local r, err = http.request { url = srv.base .. "/echo/x", timeout = 5, status_only = true }
+  T.ok(r, tostring(err))
+  T.eq(r.status, 200)
+  T.eq(r.body, nil); T.eq(r.headers, nil); T.eq(r.timing, nil)
+  local n = 0
+  for _ in pairs(r) do n = n + 1 end
+  T.eq(n, 1, "only status")
+  local r5 = assert(http.request { url = srv.base .. "/status/503", timeout = 5, status_only = true })
+  T.eq(r5.status, 503)
+  T.err("too_large", http.request { url = srv.base .. "/big?n=200000", max_body = 100000, timeout = 5,
+                                    status_only = true })
+  -- the connection stays usable (the body was read to its end)
+  local r2 = assert(http.request { url = srv.base .. "/big?n=100000", max_body = 100000, timeout = 5,
+                                   status_only = true })
+  T.eq(r2.status, 200)
+  T.err("connect", http.request { url = "http://127.0.0.1:" .. srv.dead .. "/", timeout = 5, status_only = true })
+end)
+
 T.case("POST sends headers and body; other methods too", function()
   local r = assert(http.request {
     method = "POST", url = srv.base .. "/echo", timeout = 5,

@@ -39,6 +39,28 @@ T.case("a file: buffered writes, flush, sync, close", function()
   T.ok(err and err:find("closed", 1, true), tostring(err))
 end)
 
+T.case("write(s, ...) appends every string; write_json writes one JSON line in field order", function()
+  local cjson = require "cjson"
+  local f = assert(fs.open(dir .. "/d.jsonl"))
+  T.eq(f:write("a", "b", 3, "\n"), true)
+  local fields = { "probe", "probe", "t_send", "t", "n", "n", "ok", "ok", "gone", "gone", "msg", "msg" }
+  local nasty = "quote\" back\\ nl\n tab\t ctl\1 del\127 utf8 \u{e9} slash/"
+  T.eq(f:write_json({ probe = "api", t = 0.1234567891234, n = 200, ok = false, msg = nasty }, fields), true)
+  T.eq(f:write_json({ probe = "x", t = 1 / 0 }, fields), true)
+  T.eq(f:write_json({}, fields), true)
+  T.raises("cannot encode a table", f.write_json, f, { probe = {} }, fields)
+  T.eq(f:close(), true)
+  local lines = {}
+  for l in io.lines(dir .. "/d.jsonl") do lines[#lines + 1] = l end
+  T.eq(#lines, 4, "no partial line from the failed call")
+  T.eq(lines[1], "ab3")
+  T.eq(lines[2]:sub(1, 47), '{"probe":"api","t_send":0.1234567891,"n":200,"o')
+  local doc = cjson.decode(lines[2])
+  T.eq(doc.msg, nasty); T.eq(doc.ok, false); T.eq(doc.n, 200); T.eq(doc.gone, nil)
+  T.eq(lines[3], '{"probe":"x","t_send":null}')
+  T.eq(lines[4], "{}")
+end)
+
 T.case("a full device: the flush fails with ENOSPC and the error sticks", function()
   local f = assert(fs.open("/dev/full"))
   T.eq(f:write("hello\n"), true, "buffered")
