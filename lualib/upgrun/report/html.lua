@@ -77,6 +77,19 @@ function M.render(doc)
   add(table_html({ "probe", "downtime (s)", "outages", "longest (s)", "rate", "sent", "skipped", "p50 ms", "p95 ms",
     "p99 ms" }, rows))
   rows = {}
+  for _, g in ipairs(doc.downtime_per_service or {}) do
+    rows[#rows + 1] = { g.service, f3(g.downtime), g.outages, f3(g.longest_outage), table.concat(g.probes, ", "),
+                        class = g.downtime > 0 and "bad" or nil }
+  end
+  if #doc.probes > 1 and doc.overall then
+    rows[#rows + 1] = { "all-products downtime (any API out)", f3(doc.overall.downtime), #doc.overall.windows,
+                        f3(doc.overall.longest_outage), "every probe", class = doc.overall.downtime > 0 and "bad" or nil }
+  end
+  if #rows > 1 then
+    add("<h2>Downtime per product</h2>")
+    add(table_html({ "product (service)", "downtime (s)", "outages", "longest (s)", "probes" }, rows))
+  end
+  rows = {}
   for _, pr in ipairs(doc.probes) do
     for _, o in ipairs(pr.outages) do
       rows[#rows + 1] = { pr.name, f3(o.start), f3(o["end"]), f3(o.duration) .. " ± " .. f3(o.uncertainty),
