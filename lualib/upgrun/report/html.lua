@@ -82,8 +82,9 @@ function M.render(doc)
                         class = g.downtime > 0 and "bad" or nil }
   end
   if #doc.probes > 1 and doc.overall then
-    rows[#rows + 1] = { "all-products downtime (any API out)", f3(doc.overall.downtime), #doc.overall.windows,
-                        f3(doc.overall.longest_outage), "every probe", class = doc.overall.downtime > 0 and "bad" or nil }
+    local o = doc.overall
+    rows[#rows + 1] = { "all-products downtime (any API out)", f3(o.downtime), #o.windows, f3(o.longest_outage),
+                        "every probe", class = o.downtime > 0 and "bad" or nil }
   end
   if #rows > 1 then
     add("<h2>Downtime per product</h2>")
