@@ -108,8 +108,9 @@ s:stage("upgrade", function(ctx)
       ctx:step(p, function()
         local all = ctx.inventory:group("app")
         upgrade.parallel(ctx, all, function(n) upgrade.switch_code(ctx, p, n, P.to_release) end)
-        upgrade.rolling(ctx, all, function(n) upgrade.restart_step(ctx, n, p .. "-api", { grace = 5, timeout = 20 }) end,
-          { serial = P.serial })
+        upgrade.rolling(ctx, all, function(n)
+          upgrade.restart_step(ctx, n, p .. "-api", { grace = 5, timeout = 20 })
+        end, { serial = P.serial })
       end)
     end
   end

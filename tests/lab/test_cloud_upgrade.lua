@@ -148,7 +148,8 @@ T.case("the ledgers of all three survived", function()
         n.keystone = n.keystone + 1
       elseif c.name:match(" same size and checksums$") or c.name:match(" downloads with the same sha512$") then
         n.glance = n.glance + 1
-      elseif c.name:match("^upgrun%-persist%-.* on the same host$") or c.name:match(" accepts actions %(stop/start%)$") then
+      elseif c.name:match("^upgrun%-persist%-.* on the same host$")
+        or c.name:match(" accepts actions %(stop/start%)$") then
         n.nova = n.nova + 1
       end
     end
