@@ -95,9 +95,12 @@ T.case("the whole cloud, rolling: keystone, glance, nova", function()
                  "--set", "nova_to_release=" .. NOVA_TO, "--set", "nova_checks_at=after",
                  "--set", "nova_boot_interval=0", "--set", "keystone_ledger_size=1", "--set", "steady_settle=5",
                  -- lighter probes: the lab's APIs are 2 workers each on a 2-core machine shared with the
-                 -- scenario's own work (see test_keystone_scenario for the version document under load)
+                 -- scenario's own work. The Keystone pair's version document (2 s timeout) times out under
+                 -- load (measured 2026-12-02: 28.5 s "down" in 17 short outages, 16.5 s while one Keystone
+                 -- carried everything during Keystone's own restarts, 12 s during Nova's restarts; token
+                 -- validation 0 s), as test_keystone_scenario found; so its budget is wide here
                  "--set", "keystone_issue_rate=1", "--set", "keystone_validate_rate=2",
-                 "--set", "keystone_version_rate=2", "--set", "keystone_api_downtime_budget=30",
+                 "--set", "keystone_version_rate=2", "--set", "keystone_api_downtime_budget=90",
                  "--set", "glance_list_rate=2", "--set", "glance_download_rate=1",
                  "--set", "nova_list_rate=2", "--set", "nova_version_rate=5" },
                1500, ENV)
