@@ -131,6 +131,8 @@ function M.declare(s, opts)
     fn = function(ctx)
       local P = self.P
       local c = ctx.cloud.compute
+      local fl, ferr = self:ensure_test_flavor(ctx)
+      if not fl then return nil, ferr end
       local srv, err = c:create_server { name = "upgrun-probe-" .. os.time(), image = P.image,
                                          flavor = P.flavor, networks = P.network }
       if not srv then return nil, err end
@@ -224,6 +226,16 @@ function Runbook:config_step(ctx, title, section, option, value)
   end)
 end
 
+-- The test flavor, created if missing: by the "before" stage's step, or by the boot/delete
+-- probe when it runs first (the steady-state wait at the start runs every probe before any
+-- stage, and a fresh cloud has no such flavor yet).
+function Runbook:ensure_test_flavor(ctx)
+  if self.flavor_ready then return true end
+  local f, err = ctx.cloud.compute:ensure_flavor { name = self.P.flavor, ram = 128, vcpus = 1, disk = 1 }
+  self.flavor_ready = f ~= nil
+  return f, err
+end
+
 -- stop/start; the server must be ACTIVE again
 local function accepts_actions(compute, id)
   local ok, e = compute:stop(id)
@@ -252,7 +264,7 @@ function Runbook:before(ctx)
   end)
 
   ctx:step("test flavor", function()
-    assert(ctx.cloud.compute:ensure_flavor { name = P.flavor, ram = 128, vcpus = 1, disk = 1 })
+    assert(self:ensure_test_flavor(ctx))
   end)
 
   ctx:step("persistent servers: one per compute host", { nodes = P.compute_group }, function()
