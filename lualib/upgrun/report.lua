@@ -91,6 +91,41 @@ local function analyse_probe(run, pr, steps)
   }
 end
 
+-- The meeting's name for the overall (union) downtime: the time during which
+-- at least one product's API was out.
+M.ALL_PRODUCTS = "all-products downtime"
+
+-- Downtime per product: the probes grouped by their `service` (identity,
+-- image, compute, ...), each group's downtime the union of its probes'
+-- outages, in the order the services first appear among the probes.
+function M.per_service(probe_reports, steps)
+  local groups, order = {}, {}
+  for _, pr in ipairs(probe_reports) do
+    local key = pr.service or pr.name
+    local g = groups[key]
+    if not g then
+      g = { service = key, probes = A {}, outs = {} }
+      groups[key] = g
+      order[#order + 1] = g
+    end
+    g.probes[#g.probes + 1] = pr.name
+    for _, o in ipairs(pr.outages) do g.outs[#g.outs + 1] = o end
+  end
+  local out = A {}
+  for _, g in ipairs(order) do
+    local union = outages.union(g.outs)
+    local down, longest = 0, 0
+    for _, w in ipairs(union) do
+      w.steps = innermost(outages.steps_during(w.start, w["end"], steps))
+      down = down + w.duration
+      if w.duration > longest then longest = w.duration end
+    end
+    out[#out + 1] = { service = g.service, probes = g.probes, downtime = down, longest_outage = longest,
+                      outages = #union, windows = A(union) }
+  end
+  return out
+end
+
 function M.analyse(run)
   local steps = timed_steps(run)
   run.probe_reports = A {}
@@ -121,7 +156,9 @@ function M.analyse(run)
     b.probe = "(any API)"
     if b.status == "fail" then run.budget_failures = run.budget_failures + 1 end
   end
-  run.overall = { downtime = down, longest_outage = longest, windows = A(union), budget = budget, degradation = m }
+  run.overall = { downtime = down, longest_outage = longest, windows = A(union), budget = budget, degradation = m,
+                  name = M.ALL_PRODUCTS }
+  run.downtime_per_service = M.per_service(run.probe_reports, steps)
   -- Downtime per step, over all probes.
   local per_step = A {}
   for _, st in ipairs(steps) do
@@ -221,6 +258,7 @@ function M.document(run)
     verdict = run.verdict, exit_code = run.exit_code, aborted = run.aborted or false,
     stages = stages, steps = steps, hooks = hooks, hook_points = run.hook_points, checks = checks,
     probes = run.probe_reports, overall = run.overall, downtime_per_step = run.downtime_per_step,
+    downtime_per_service = run.downtime_per_service,
     budgets = budgets, resources = resources, timeline = timeline, steady_state = run.steady,
     output_errors = run.output_errors and A(run.output_errors) or nil,
     resumed = run.resumed, -- --resume / --from-step: {from, from_step, passed_earlier}
@@ -298,7 +336,18 @@ function M.console(run)
           #o.steps > 0 and table.concat(o.steps, ", ") or "(no step)")
       end
     end
-    if #run.probe_reports > 1 then p("  %-28s %7.3f s", "(any API)", run.overall.downtime) end
+    local per = run.downtime_per_service or {}
+    if #per > 1 then
+      p("downtime per product (its probes' outages merged):")
+      for _, g in ipairs(per) do
+        p("  %-28s %7.3f s  (%d outage%s, longest %.3f s; %d probe%s)", g.service, g.downtime, g.outages,
+          g.outages == 1 and "" or "s", g.longest_outage, #g.probes, #g.probes == 1 and "" or "s")
+      end
+    end
+    if #run.probe_reports > 1 then
+      p("  %-28s %7.3f s  (any API out; longest %.3f s)", M.ALL_PRODUCTS, run.overall.downtime,
+        run.overall.longest_outage)
+    end
   end
   for _, l in ipairs(watch_report.console_lines(run)) do p("%s", l) end
   local hp = {}

@@ -17,8 +17,14 @@
 --   upgrade.probe(s, {name =, fn =, rate = {param = "list_rate", default = 5},
 --                     budget = function(P) return {max_downtime = 10} end, ...})
 --
+-- Several projects in one scenario (scenarios/cloud_upgrade.lua): each
+-- project's parameters are declared with a prefix (keystone_group, ...):
+--   upgrade.view(ctx, prefix)            P.x reads <prefix>x, else x (shared); "" is ctx.params
+--   upgrade.release_params(project, releases, prefix)   the from/to release params
+--   upgrade.resolve_releases(ctx, project, P, releases) P.from_release/to_release, checked
+--                                        against <project>_releases, else upgrun_releases
 -- Settings and code (per project, from inventory variables <project>_*):
---   upgrade.setting(ctx, project, name, default)   --set value, else inventory var, else default
+--   upgrade.setting(ctx, project, name, default[, P])  --set value, else inventory var, else default
 --   upgrade.switch_code(ctx, project, node, release, {how =, timeout =})  (upgrade.switchers[how])
 --   upgrade.code_release(project, node)   upgrade.check_code(ctx, project, nodes, release)
 --   upgrade.config(project, node, section, option, value|nil)
@@ -28,7 +34,7 @@
 --   upgrade.stop / start / restart(ctx, node, svc, {grace =, timeout =})
 --   upgrade.restart_step(ctx, node, svc, opts)      drain → stop → start → health → undrain, one step
 --   upgrade.restart_phases(ctx, nodes, phases, opts)
---   upgrade.check_running_release(ctx, nodes, release)
+--   upgrade.check_running_release(ctx, nodes, release, {only = {svc...} | "^pattern"})
 -- Flow:
 --   upgrade.parallel(ctx, nodes, fn, {max =})       raises with every node's error
 --   upgrade.rolling(ctx, nodes, fn, {serial = n})   a step per node (or per n nodes at once)
@@ -43,12 +49,14 @@ local M = {}
 
 M.scenario, M.probe, M.setting, M.inventory_vars = params.scenario, params.probe, params.setting,
   params.inventory_vars
+M.view, M.resolve_releases, M.release_params = params.view, params.resolve_releases, params.release_params
 M.switchers, M.switch_code, M.code_release, M.check_code, M.config = code.switchers, code.switch_code,
   code.code_release, code.check_code, code.config
 M.has_service, M.nodes_with, M.stop, M.start, M.restart = restart.has_service, restart.nodes_with, restart.stop,
   restart.start, restart.restart
 M.restart_step, M.restart_phases, M.check_running_release = restart.restart_step, restart.restart_phases,
   restart.check_running_release
+M.selects = restart.selects
 
 local function message(e)
   return tostring(type(e) == "table" and e.message or e)

@@ -78,6 +78,20 @@ function M.render(doc)
   add(table_html({ "probe", "downtime (s)", "outages", "longest (s)", "rate", "sent", "skipped", "p50 ms", "p95 ms",
     "p99 ms" }, rows))
   rows = {}
+  for _, g in ipairs(doc.downtime_per_service or {}) do
+    rows[#rows + 1] = { g.service, f3(g.downtime), g.outages, f3(g.longest_outage), table.concat(g.probes, ", "),
+                        class = g.downtime > 0 and "bad" or nil }
+  end
+  if #doc.probes > 1 and doc.overall then
+    local o = doc.overall
+    rows[#rows + 1] = { "all-products downtime (any API out)", f3(o.downtime), #o.windows, f3(o.longest_outage),
+                        "every probe", class = o.downtime > 0 and "bad" or nil }
+  end
+  if #rows > 1 then
+    add("<h2>Downtime per product</h2>")
+    add(table_html({ "product (service)", "downtime (s)", "outages", "longest (s)", "probes" }, rows))
+  end
+  rows = {}
   for _, pr in ipairs(doc.probes) do
     for _, o in ipairs(pr.outages) do
       local tasks = require("upgrun.report.ansible").during(doc, o.start, o["end"])

@@ -144,6 +144,12 @@ function M.properties(doc)
   add("run.cloud", run.cloud)
   add("run.inventory", value_text(run.inventory or ""))
   add("verdict", doc.verdict)
+  if doc.overall and #(doc.probes or {}) > 1 then
+    add("downtime.all_products", string.format("%.3f", doc.overall.downtime))
+  end
+  for _, g in ipairs(doc.downtime_per_service or {}) do
+    add("downtime.service." .. tostring(g.service), string.format("%.3f", g.downtime))
+  end
   -- declared parameters: secret ones are *** in doc.params already (a name
   -- like admin_password is secret unless declared secret = false); others
   -- go by their name

@@ -17,9 +17,10 @@ end
 
 -- A parameter, or the inventory variable <project>_<name>, or a default:
 -- site facts may live in either place. An empty string or empty list counts
--- as unset.
-function M.setting(ctx, project, name, default)
-  local v = ctx.params[name]
+-- as unset. P: where the parameter is read (default ctx.params; a project's
+-- view, M.view, in a scenario of several projects).
+function M.setting(ctx, project, name, default, P)
+  local v = (P or ctx.params)[name]
   if v ~= nil and v ~= "" and not (type(v) == "table" and #v == 0) then return v end
   local vars = M.inventory_vars(ctx)
   local iv = vars and vars[project .. "_" .. name]
@@ -27,20 +28,74 @@ function M.setting(ctx, project, name, default)
   return default
 end
 
+-- The parameters of one project in a scenario that upgrades several: the
+-- project's own parameters are declared prefixed (keystone_group,
+-- nova_list_rate, ...); P.group reads ctx.params[prefix .. "group"], else the
+-- unprefixed one (shared: strategy, stop_grace, service_timeout); P.x = v
+-- writes ctx.params[prefix .. "x"]. An empty prefix is ctx.params itself.
+function M.view(ctx, prefix)
+  local params = ctx.params
+  if not prefix or prefix == "" then return params end
+  return setmetatable({}, {
+    __index = function(_, k)
+      local v = params[prefix .. k]
+      if v == nil then v = params[k] end
+      return v
+    end,
+    __newindex = function(_, k, v) params[prefix .. k] = v end,
+  })
+end
+
+-- Resolves a project's release pair into P.from_release / P.to_release (a
+-- parameter, else the inventory's <project>_from_release / _to_release, else
+-- releases.from / .to) and checks each against the releases the inventory
+-- offers for the project (<project>_releases, else upgrun_releases). Raises
+-- (exit 2) naming the parameter; under --plan without -i a release is named,
+-- not known.
+function M.resolve_releases(ctx, project, P, releases)
+  local rel = releases or {}
+  P.from_release = M.setting(ctx, project, "from_release", rel.from, P)
+  P.to_release = M.setting(ctx, project, "to_release", rel.to, P)
+  local vars = M.inventory_vars(ctx)
+  local offered = vars and (vars[project .. "_releases"] or vars.upgrun_releases)
+  for _, name in ipairs({ "from_release", "to_release" }) do
+    local shown = rawequal(P, ctx.params) and name or (project .. "_" .. name)
+    if (P[name] == nil or P[name] == "") and ctx.plan then
+      P[name] = "<" .. project .. "_" .. name .. ">" -- a plan without -i: named, not known
+    elseif P[name] == nil or P[name] == "" then
+      error(string.format("--set %s: no release given and the inventory has no %s_%s", shown, project, name), 0)
+    elseif type(offered) == "table" then
+      local found = false
+      for _, r in ipairs(offered) do if r == P[name] then found = true end end
+      if not found then
+        error(string.format("--set %s: the inventory offers no release %q (offered: %s)", shown, P[name],
+          table.concat(offered, ", ")), 0)
+      end
+    end
+  end
+end
+
+-- The release pair's parameters of a project (from_release, to_release;
+-- with a prefix, <prefix>from_release ...), for scenario.new's params.
+function M.release_params(project, releases, prefix)
+  local rel, pre = releases or {}, prefix or ""
+  return {
+    [pre .. "from_release"] = { default = "", description = "release the cloud runs before; default: inventory var "
+                                  .. project .. "_from_release" .. (rel.from and (", else " .. rel.from) or "") },
+    [pre .. "to_release"] = { default = "", description = "release to upgrade to; default: inventory var "
+                                .. project .. "_to_release" .. (rel.to and (", else " .. rel.to) or "") },
+  }
+end
+
 -- The standard parameters; a scenario's own params override them by name.
 local function standard(project, opts)
-  local rel = opts.releases or {}
   local strategies = opts.strategies or { "rolling" }
-  return {
-    from_release = { default = "", description = "release the cloud runs before; default: inventory var "
-                       .. project .. "_from_release" .. (rel.from and (", else " .. rel.from) or "") },
-    to_release = { default = "", description = "release to upgrade to; default: inventory var "
-                     .. project .. "_to_release" .. (rel.to and (", else " .. rel.to) or "") },
-    strategy = { default = strategies[1], choices = strategies, description = opts.strategy_description
-                   or "how the services change release" },
-    stop_grace = { default = 30, description = "seconds a service gets after SIGTERM before SIGKILL" },
-    service_timeout = { default = 180, description = "seconds to wait for a service to be up (and healthy)" },
-  }
+  local out = M.release_params(project, opts.releases)
+  out.strategy = { default = strategies[1], choices = strategies, description = opts.strategy_description
+                     or "how the services change release" }
+  out.stop_grace = { default = 30, description = "seconds a service gets after SIGTERM before SIGKILL" }
+  out.service_timeout = { default = 180, description = "seconds to wait for a service to be up (and healthy)" }
+  return out
 end
 
 -- A scenario with the standard parameters, its own, and a setup that
@@ -55,28 +110,7 @@ function M.scenario(spec)
   local s = scenario.new { name = spec.name, description = spec.description, params = params,
                            budget = spec.budget, steady = spec.steady }
   s.upgrade_project = spec.project
-  s:setup(function(ctx)
-    local P = ctx.params
-    local rel = spec.releases or {}
-    P.from_release = M.setting(ctx, spec.project, "from_release", rel.from)
-    P.to_release = M.setting(ctx, spec.project, "to_release", rel.to)
-    local vars = M.inventory_vars(ctx)
-    local offered = vars and vars.upgrun_releases
-    for _, name in ipairs({ "from_release", "to_release" }) do
-      if (P[name] == nil or P[name] == "") and ctx.plan then
-        P[name] = "<" .. spec.project .. "_" .. name .. ">" -- a plan without -i: named, not known
-      elseif P[name] == nil or P[name] == "" then
-        error(string.format("--set %s: no release given and the inventory has no %s_%s", name, spec.project, name), 0)
-      elseif type(offered) == "table" then
-        local found = false
-        for _, r in ipairs(offered) do if r == P[name] then found = true end end
-        if not found then
-          error(string.format("--set %s: the inventory offers no release %q (offered: %s)", name, P[name],
-            table.concat(offered, ", ")), 0)
-        end
-      end
-    end
-  end)
+  s:setup(function(ctx) M.resolve_releases(ctx, spec.project, ctx.params, spec.releases) end)
   return s
 end
 

@@ -85,17 +85,30 @@ function M.restart_phases(ctx, nodes, phases, opts)
   end
 end
 
--- Checks that every service on the nodes runs `release`; a service whose
+-- Whether a service name is one of a project's: `only` is nil (every
+-- service), a list of names, or a Lua pattern ("^nova%-").
+function M.selects(only, name)
+  if only == nil then return true end
+  if type(only) == "string" then return name:match(only) ~= nil end
+  for _, v in ipairs(only) do if v == name then return true end end
+  return false
+end
+
+-- Checks that every service on the nodes (opts.only: those M.selects; a node
+-- may run other projects' services too) runs `release`; a service whose
 -- inventory gives no running_release command is recorded as skipped.
-function M.check_running_release(ctx, nodes, release)
+function M.check_running_release(ctx, nodes, release, opts)
+  local only = opts and opts.only
   for _, n in ipairs(nodes) do
     for _, svc in ipairs(services.of(n)) do
-      local rel, err = svc:running_release()
-      local name = string.format("%s on %s runs %s", svc.name, n.name, release)
-      if rel == nil and err and err.kind == "config" then
-        ctx:skip(name, "the inventory gives no running_release command for it")
-      else
-        ctx:check(name, rel == release, rel and ("runs " .. rel) or tostring(err))
+      if M.selects(only, svc.name) then
+        local rel, err = svc:running_release()
+        local name = string.format("%s on %s runs %s", svc.name, n.name, release)
+        if rel == nil and err and err.kind == "config" then
+          ctx:skip(name, "the inventory gives no running_release command for it")
+        else
+          ctx:check(name, rel == release, rel and ("runs " .. rel) or tostring(err))
+        end
       end
     end
   end
