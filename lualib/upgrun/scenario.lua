@@ -77,13 +77,20 @@ function M.new(spec)
     stages = {}, probes = {}, watches = {}, hooks = {}, cleanups = {}, setups = {},
     scenario_budget = spec.budget, declared_at = where(2), probe_where = {}, probe_baseline_given = {},
   }, Scenario)
-  local names = {}
-  for k in pairs(spec.params or {}) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do s:param(k, spec.params[k]) end
+  s:declare_params(spec.params or {})
   steady.declare(s, spec.steady)
   M.declared[s] = true
   return s
+end
+
+-- Declares every parameter of a table {name = default or spec}, in name order,
+-- each name with `prefix` in front (a project's parameters in a scenario of
+-- several projects: s:declare_params(runbook.params(), "keystone_")).
+function Scenario:declare_params(specs, prefix)
+  local names = {}
+  for k in pairs(specs) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do self:param((prefix or "") .. k, specs[k]) end
 end
 
 -- Declares a parameter: s:param(name, default) or s:param(name, {default =,

@@ -48,12 +48,7 @@ function M.declare(s, opts)
   opts = opts or {}
   local pre = opts.prefix or ""
   local self = setmetatable({ prefix = pre, probes = {} }, Runbook)
-  if pre ~= "" then
-    local p, names = M.params(), {}
-    for k in pairs(p) do names[#names + 1] = k end
-    table.sort(names)
-    for _, k in ipairs(names) do s:param(pre .. k, p[k]) end
-  end
+  if pre ~= "" then s:declare_params(M.params(), pre) end
   local function budget(p) return { max_downtime = p[pre .. "api_downtime_budget"] } end
   local function probe(spec)
     spec.rate.param = pre .. spec.rate.param

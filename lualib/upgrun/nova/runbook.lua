@@ -87,12 +87,7 @@ function M.declare(s, opts)
   opts = opts or {}
   local pre = opts.prefix or ""
   local self = setmetatable({ prefix = pre, probes = {}, only = opts.only }, Runbook)
-  if pre ~= "" then
-    local p, names = M.params(), {}
-    for k in pairs(p) do names[#names + 1] = k end
-    table.sort(names)
-    for _, k in ipairs(names) do s:param(pre .. k, p[k]) end
-  end
+  if pre ~= "" then s:declare_params(M.params(), pre) end
   -- the Nova API's downtime budget applies to the rolling upgrade (the manual one takes it down)
   local function api_budget(p)
     return p.strategy == "rolling" and { max_downtime = p[pre .. "api_downtime_budget"] } or nil
