@@ -137,20 +137,7 @@ local function run(name, ...)
   return r, doc, out
 end
 
-local function union_length(outs)
-  table.sort(outs, function(a, b) return a.start < b.start end)
-  local total, s, e = 0, nil, nil
-  for _, o in ipairs(outs) do
-    if e and o.start <= e then
-      if o["end"] > e then e = o["end"] end
-    else
-      if e then total = total + (e - s) end
-      s, e = o.start, o["end"]
-    end
-  end
-  if e then total = total + (e - s) end
-  return total
-end
+local union_length = T.union_length
 
 T.case("two products rolled one after the other: releases, only-own checks, per-product downtime", function()
   local r, doc, out = run("both")

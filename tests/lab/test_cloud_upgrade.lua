@@ -36,21 +36,7 @@ local function by(list, key, value)
   for _, x in ipairs(list) do if x[key] == value then return x end end
 end
 
--- The length of the union of outage windows, computed here from the probes' own outages.
-local function union_length(outs)
-  table.sort(outs, function(a, b) return a.start < b.start end)
-  local total, s, e = 0, nil, nil
-  for _, o in ipairs(outs) do
-    if e and o.start <= e then
-      if o["end"] > e then e = o["end"] end
-    else
-      if e then total = total + (e - s) end
-      s, e = o.start, o["end"]
-    end
-  end
-  if e then total = total + (e - s) end
-  return total
-end
+local union_length = T.union_length
 
 -- Deletes servers an earlier, interrupted run may have left (named upgrun-*).
 local function delete_leftovers()

@@ -106,6 +106,23 @@ function T.done()
   return (T.failed == 0 and T.passed > 0) and 0 or 1
 end
 
+-- The length of the union of intervals {start =, ["end"] =} (sorts the list): an oracle the
+-- tests compute on their own from the probes' outages, to check upgrun's downtime unions.
+function T.union_length(outs)
+  table.sort(outs, function(a, b) return a.start < b.start end)
+  local total, s, e = 0, nil, nil
+  for _, o in ipairs(outs) do
+    if e and o.start <= e then
+      if o["end"] > e then e = o["end"] end
+    else
+      if e then total = total + (e - s) end
+      s, e = o.start, o["end"]
+    end
+  end
+  if e then total = total + (e - s) end
+  return total
+end
+
 -- Path of a file in the source tree.
 function T.src(rel) return (os.getenv("UPGRUN_SRC") or "../..") .. "/" .. rel end
 
