@@ -201,7 +201,9 @@ T.case("timers keep their schedule while another task sleeps 2 s", function()
     t_prev = now
   end
   T.ok(sleeper:join(3))
-  T.ok(worst < 0.015 * T.slack, string.format("worst jitter %.1f ms", worst * 1000))
+  -- a loop blocked by the sleeper would show one ~2 s gap; the bound leaves room for the OS
+  -- scheduler on a loaded 2-core machine (gaps of 16-27 ms seen under load 6), not for that
+  T.ok(worst < 0.1 * T.slack, string.format("worst jitter %.1f ms", worst * 1000))
 end)
 
 T.case("1000 tasks run concurrently", function()
