@@ -323,8 +323,12 @@ static void op_timer_cb(uv_timer_t *h) {
   char secs[32];
   snprintf(secs, sizeof secs, "%g", o->timeout);
   if (o->type == OP_CONNECT) {
-    op_finish(o, "timeout", "connecting to %s:%d timed out after %ss",
-              S ? S->host : "?", S ? S->port : 0, secs);
+    const char *phase = !S                         ? "?"
+                        : S->state <= ST_TCP       ? "TCP connect"
+                        : S->state == ST_HANDSHAKE ? "SSH handshake"
+                                                   : "authentication";
+    op_finish(o, "timeout", "connecting to %s:%d timed out after %ss (in %s)",
+              S ? S->host : "?", S ? S->port : 0, secs, phase);
     if (S) sess_dead(S, "connect timed out");
     return;
   }
