@@ -136,7 +136,7 @@ end
 
 -- Starts a stopped node again on the same port, config and host key (the
 -- guest's sshd coming back). Returns the node.
-function H:restart(n)
+function H.restart(_, n)
   local p = assert(proc.spawn { argv = { "/bin/sh", "-c",
     "exec " .. (n.netns and ("ip netns exec '" .. n.netns .. "' ") or "")
       .. "/usr/sbin/sshd -D -e -f '" .. n.dir .. "/sshd_config' 2>&1" }, stdin = "" })
