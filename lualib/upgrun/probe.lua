@@ -44,9 +44,16 @@ function M.message(e)
   return #parts > 0 and ("{" .. table.concat(parts, ", ") .. "}") or "an error without a message"
 end
 
+-- What a probe function returns when it has nothing to probe now (its
+-- target does not exist yet, or a check is stopping it on purpose), with a
+-- reason as second value: the sample is recorded as `skipped` (err
+-- "not_sent"), which the outage analysis ignores, like a max_in_flight slot.
+M.NOT_SENT = setmetatable({}, { __name = "upgrun.probe.NOT_SENT" })
+
 -- Classifies what a probe function returned. Returns result, status, err_kind,
 -- message.
 function M.classify(res, err, expect_set)
+  if res == M.NOT_SENT then return "skipped", nil, "not_sent", err and M.message(err) or "nothing to probe" end
   if res == nil or res == false then
     if type(err) == "table" then
       local kind = err.kind or "error"
