@@ -60,7 +60,8 @@ function M.params()
     flavor = { default = "upgrun.tiny", description = "flavor for test servers (created if missing)" },
     network = { default = "", description = "auto | none | a network id for test servers; default: inventory "
                   .. "var nova_network, else auto" },
-    security_group = { default = "default", description = "security group for the add/remove check" },
+    security_group = { default = "auto", description = "security group for the rescued-server add/remove check; "
+                         .. "auto: one created for the run through Neutron (as Tempest does), else default" },
     validation = { default = "auto", choices = { "auto", "true", "false" },
                    description = "servers are reachable over SSH (a validation network): the guest probes "
                      .. "and the SSH checks; auto: inventory var nova_validation, else false" },
@@ -188,6 +189,10 @@ function M.declare(s, opts)
   end
   s:cleanup("server", delete_server)
   s:cleanup("probe_server", delete_server)
+  s:cleanup("security_group", function(ctx, rec)
+    local ok, err = ctx.cloud.network:delete_security_group(rec.id)
+    if not ok and not (err and err.status == 404) then error(err, 0) end
+  end)
   s:cleanup("keypair", function(ctx, rec)
     local ok, err = ctx.cloud.compute:delete_keypair(rec.id)
     if not ok and not (err and err.status == 404) then error(err, 0) end
@@ -270,6 +275,22 @@ function Runbook:excusing(id, fn, ...)
   return table.unpack(r, 2, r.n)
 end
 
+-- The security group of the rescued-server check: the param's, or with "auto" one
+-- created for the run through Neutron (ledger kind "security_group", deleted at
+-- clean-up), like Tempest's own per test; "default" when the cloud has no Network API.
+function Runbook:security_group(ctx)
+  if self.P.security_group ~= "auto" then return self.P.security_group end
+  if self.secgroup then return self.secgroup end
+  if not ctx.cloud.network:available() then return "default" end
+  local g, err = ctx.cloud.network:create_security_group {
+    name = "upgrun-sg-" .. os.date("!%Y%m%dT%H%M%S") .. "-" .. tostring(math.random(1000, 9999)),
+    description = "upgrun: rescued server add/remove security group check" }
+  if not g then return nil, err end
+  ctx.ledger:record("security_group", g.id, { name = g.name })
+  self.secgroup = g.name
+  return g.name
+end
+
 -- The run's keypair: the validation key's .pub imported once (ledger kind "keypair",
 -- deleted at clean-up). Returns its name.
 function Runbook:ensure_keypair(ctx)
@@ -302,7 +323,8 @@ function Runbook:restart_opts() return { grace = self.P.stop_grace, timeout = se
 function Runbook:test_server_opts(ctx)
   local P = self.P
   local o = { image = P.image, flavor = P.flavor, network = P.network,
-              security_group = P.security_group, validation = P.validation, timeout = 120 }
+              security_group = P.security_group, validation = P.validation, timeout = 120,
+              security_group_fn = function(c) return self:security_group(c) end }
   if P.validation and ctx then
     o.key_name = self:ensure_keypair(ctx)
     o.validation_user, o.validation_key, o.validation_netns = P.validation_user, P.validation_key, P.validation_netns
