@@ -124,9 +124,10 @@ function M.checks(ctx, server, v, expect)
   -- (the lab's) shows the host's there, and its CPUs as nproc: nproc is asked first.
   local n, nerr = exec(s, "nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo")
   local count = n and tonumber(n:match("%d+"))
-  out[#out + 1] = { test = "test_verify_created_server_vcpus", ok = count == expect.vcpus,
+  local want = math.tointeger(expect.vcpus) or expect.vcpus
+  out[#out + 1] = { test = "test_verify_created_server_vcpus", ok = count ~= nil and count == want,
                     detail = n and string.format("%s vCPUs in the guest, flavor %s", tostring(count),
-                      tostring(expect.vcpus)) or nerr }
+                      tostring(want)) or nerr }
   s:close()
   return out
 end
