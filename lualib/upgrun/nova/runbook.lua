@@ -45,6 +45,10 @@ M.RELEASES = { from = "mitaka", to = "newton" }
 
 local STAGES = { "before", "upgrade", "after" }
 
+-- Seconds a guest may take to answer SSH again after a check restarted its server on
+-- purpose (its failed samples meanwhile are not downtime).
+M.GUEST_BOOT_GRACE = 120
+
 -- The runbook's own parameters (unprefixed names).
 function M.params()
   return {
@@ -246,7 +250,14 @@ function Runbook:validation_setup(ctx, s)
           local g = self.guests[host]
           if not g then return probe_mod.NOT_SENT, "no persistent server on " .. host .. " yet" end
           if g.excused then return probe_mod.NOT_SENT, "stopped on purpose by a check" end
-          return login(c, pr)
+          local ok, err = login(c, pr)
+          if g.booting then -- started again by a check: its guest may still be booting
+            if ok then g.booting = nil
+            elseif time.mono() < g.booting then
+              return probe_mod.NOT_SENT, "booting again after a check's stop/start (" .. tostring(err) .. ")"
+            else g.booting = nil end
+          end
+          return ok, err
         end,
         interval = P.guest_interval, timeout = 5, max_in_flight = 6,
         stages = { "upgrade", "after" }, steady = "end",
@@ -264,13 +275,14 @@ function Runbook:guest_target(host)
 end
 
 -- Runs fn(...) with the guest probe of server `id` paused (a check stops and starts it
--- on purpose: not downtime); the probe resumes once fn returns.
+-- on purpose: not downtime). Once fn returns, the guest may still be booting: its failed
+-- samples are not sent either until its first ok login, for at most GUEST_BOOT_GRACE s.
 function Runbook:excusing(id, fn, ...)
   local g
   for _, x in pairs(self.guests or {}) do if x.id == id then g = x end end
   if g then g.excused = true end
   local r = table.pack(pcall(fn, ...))
-  if g then g.excused = nil end
+  if g then g.excused, g.booting = nil, time.mono() + M.GUEST_BOOT_GRACE end
   if not r[1] then error(r[2], 0) end
   return table.unpack(r, 2, r.n)
 end
