@@ -74,4 +74,11 @@ T.case("NOT_SENT is a skipped sample with its reason", function()
   T.eq(r, "skipped"); T.eq(st, nil); T.eq(kind, "not_sent"); T.eq(msg, "no server yet")
 end)
 
+T.case("Tempest validates only guests it can reach (no validation namespace)", function()
+  local ts = require "upgrun.nova.tempest_suite"
+  T.eq(ts.tempest_validation { validation = true, validation_netns = "" }, true)
+  T.eq(ts.tempest_validation { validation = true, validation_netns = "upgrun-lab-guests" }, false)
+  T.eq(ts.tempest_validation { validation = false, validation_netns = "" }, false)
+end)
+
 return T.done()
