@@ -107,6 +107,29 @@ T.case("the guest's sshd down for a measured time: one outage of that length, in
   os.execute("rm -rf '" .. out .. "'")
 end)
 
+T.case("steady = \"end\": a guest the scenario creates does not block the start", function()
+  local scenario = require "upgrun.scenario"
+  local out = T.tmpdir()
+  local exists = false
+  local s = scenario.new { name = "guest-steady", steady = { settle = 0.6, deadline = 5 } }
+  s:probe { name = "api", interval = 0.1, fn = function() return true end }
+  s:probe { name = "guest ssh", interval = INTERVAL, timeout = 2, steady = "end",
+            ssh = ssh_spec { target = function()
+              if not exists then return nil, "no server yet" end
+              return { host = "127.0.0.1", port = guest.port, netns = NS }
+            end } }
+  s:stage("upgrade", function(ctx) ctx:step("create", function() exists = true; time.sleep(1) end) end)
+  T.eq(s:run({ "-o", out, "-q" }, "guest-steady"), 0)
+  local doc = report(out)
+  T.eq(doc.steady_state.start.result, "steady")
+  T.eq(doc.steady_state["end"].result, "steady")
+  local g = doc.probes[2]
+  T.eq(g.name, "guest ssh")
+  T.ok(g.counts.ok >= 3, "guest ok samples " .. tostring(g.counts.ok))
+  T.eq(#g.outages, 0, "no outage: the guest was not probed before it existed")
+  os.execute("rm -rf '" .. out .. "'")
+end)
+
 -- One sample of an ssh probe, called directly: ok, err.
 local function sample(spec, ctx, timeout)
   local p = probe.new { name = "one", interval = 1, timeout = timeout or 3, ssh = spec }
