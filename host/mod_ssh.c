@@ -5,13 +5,21 @@
  *   ssh.connect{host=, port=22, user=, known_hosts=, agent=, keys=|key=,
  *               passphrase=, password=,
  *               host_key_policy="strict"|"accept-new",
- *               timeout=10, keepalive=0} -> session | nil, err
+ *               timeout=10, keepalive=0, netns=} -> session | nil, err
  *       Every identity is explicit (a plain mechanism): `user` and
  *       `known_hosts` are required; tried in order: the agent at the socket
  *       path `agent`, each private key file of `keys` (or the one `key`),
  *       then `password`. Which ones a node uses by default (the local user,
  *       ~/.ssh/known_hosts, SSH_AUTH_SOCK, ~/.ssh/id_*) is policy, in
  *       lualib/upgrun/ssh_identity.lua.
+ *       `netns` (a name under /run/netns, as `ip netns` makes them): the TCP
+ *       socket is created inside that network namespace (setns(2) to it,
+ *       socket(), setns(2) back to the thread's saved namespace, restored on
+ *       every path) and then used from the root namespace like any other:
+ *       a socket stays in the namespace it was created in. `host` must then
+ *       be an address (names would resolve in the root namespace). Failures
+ *       are kind "connect" with a message "netns NAME: ...". Needs
+ *       CAP_SYS_ADMIN (upgrun runs as root where guests are probed).
  *   ssh.local_account() -> {user=, home=}   (getpwuid(getuid()))
  *   session:exec(cmd, {timeout=3600, stdin=, max_output=64 MiB})
  *       (a remote environment is part of cmd: upgrun.shell.env_prefix)
@@ -21,6 +29,7 @@
  *   session:upload(data | {path=local} | {data=...}, remote_path, mode=0644)
  *       -> true | nil, err            (SCP)
  *   session:close(), session:info() -> {host, port, user, fingerprint, open,
+ *       netns (when given),
  *       identity = "agent SOCKET" | "key PATH" | "password" (what
  * authenticated)}
  *
@@ -43,6 +52,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +139,7 @@ struct ssh_sess {
   ssh_op *out_owner; /* op whose call blocked on a partly sent packet */
   bool conn_out;     /* connect step blocked on OUTBOUND */
   char *host, *user, *known_hosts, *passphrase, *password;
+  char *netns; /* network namespace name under /run/netns, or NULL */
   int port;
   bool accept_new;
   double keepalive_s;
@@ -312,8 +323,12 @@ static void op_timer_cb(uv_timer_t *h) {
   char secs[32];
   snprintf(secs, sizeof secs, "%g", o->timeout);
   if (o->type == OP_CONNECT) {
-    op_finish(o, "timeout", "connecting to %s:%d timed out after %ss",
-              S ? S->host : "?", S ? S->port : 0, secs);
+    const char *phase = !S                         ? "?"
+                        : S->state <= ST_TCP       ? "TCP connect"
+                        : S->state == ST_HANDSHAKE ? "SSH handshake"
+                                                   : "authentication";
+    op_finish(o, "timeout", "connecting to %s:%d timed out after %ss (in %s)",
+              S ? S->host : "?", S ? S->port : 0, secs, phase);
     if (S) sess_dead(S, "connect timed out");
     return;
   }
@@ -408,7 +423,8 @@ static void sess_destroy(ssh_sess *S) {
   free(S->host);
   free(S->user);
   free(S->known_hosts);
-  S->host = S->user = S->known_hosts = NULL;
+  free(S->netns);
+  S->host = S->user = S->known_hosts = S->netns = NULL;
   uv_close((uv_handle_t *)&S->kick, sess_handle_closed);
   uv_close((uv_handle_t *)&S->keepalive, sess_handle_closed);
   if (S->poll_init) {
@@ -663,12 +679,64 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   }
 }
 
+/* A TCP socket created inside /run/netns/NAME: the calling thread enters
+ * that namespace, creates the socket and returns to the namespace it was in
+ * (saved first). Returns the fd, or -1 with `err` set. If returning fails the
+ * process would keep running in the wrong namespace, so that aborts. */
+static int socket_in_netns(const char *name, int family, char *err,
+                           size_t errlen) {
+  char path[300];
+  snprintf(path, sizeof path, "/run/netns/%s", name);
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) {
+    snprintf(err, errlen, "netns %s: cannot open this thread's namespace: %s",
+             name, strerror(errno));
+    return -1;
+  }
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    snprintf(err, errlen, "netns %s: cannot open %s: %s", name, path,
+             strerror(errno));
+    close(self);
+    return -1;
+  }
+  if (setns(target, CLONE_NEWNET) != 0) {
+    snprintf(err, errlen, "netns %s: setns: %s", name, strerror(errno));
+    close(target);
+    close(self);
+    return -1;
+  }
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int saved = errno;
+  if (setns(self, CLONE_NEWNET) != 0) {
+    fprintf(stderr,
+            "upgrun: netns %s: cannot return to the saved network "
+            "namespace: %s\n",
+            name, strerror(errno));
+    abort();
+  }
+  close(target);
+  close(self);
+  if (fd < 0)
+    snprintf(err, errlen, "netns %s: socket: %s", name, strerror(saved));
+  return fd;
+}
+
 static void start_tcp(ssh_sess *S) {
-  S->fd =
-      socket(S->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (S->fd < 0) {
-    conn_fail(S, "connect", "socket: %s", strerror(errno));
-    return;
+  if (S->netns) {
+    char err[512];
+    S->fd = socket_in_netns(S->netns, S->addr.ss_family, err, sizeof err);
+    if (S->fd < 0) {
+      conn_fail(S, "connect", "%s", err);
+      return;
+    }
+  } else {
+    S->fd = socket(S->addr.ss_family,
+                   SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (S->fd < 0) {
+      conn_fail(S, "connect", "socket: %s", strerror(errno));
+      return;
+    }
   }
   int one = 1;
   setsockopt(S->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1262,6 +1330,16 @@ static int l_connect(lua_State *L) {
                             "\"strict\" or \"accept-new\"");
   if (timeout <= 0) return util_field_error(L, "timeout", "must be > 0");
   if (keepalive < 0) return util_field_error(L, "keepalive", "must be >= 0");
+  const char *netns = util_opt_string(L, 1, "netns", NULL, NULL);
+  if (netns && !*netns) netns = NULL; /* "" is the root namespace */
+  if (netns) {
+    unsigned char a[16];
+    if (strchr(netns, '/') || !strcmp(netns, ".") || !strcmp(netns, ".."))
+      return util_field_error(L, "netns", "a name under /run/netns");
+    if (inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1)
+      return util_field_error(
+          L, "host", "must be an address with netns (names resolve outside)");
+  }
 
   upgrun_runtime *rt = upgrun_from_lua(L);
   ssh_sess *S = calloc(1, sizeof *S);
@@ -1274,6 +1352,7 @@ static int l_connect(lua_State *L) {
   S->host = strdup(host);
   S->user = strdup(user);
   S->known_hosts = strdup(kh);
+  S->netns = xstrdup(netns);
   S->passphrase = xstrdup(passphrase);
   S->password = xstrdup(password);
   /* Identities in the order given: agent, keys, password. */
@@ -1459,6 +1538,10 @@ static int l_info(lua_State *L) {
     lua_setfield(L, -2, "fingerprint");
     lua_pushstring(L, S->identity);
     lua_setfield(L, -2, "identity");
+    if (S->netns) {
+      lua_pushstring(L, S->netns);
+      lua_setfield(L, -2, "netns");
+    }
     int pending = 0;
     for (ssh_op *o = S->ops; o; o = o->next)
       pending++;

@@ -45,6 +45,11 @@ M.KINDS = {
   catalog = "the service catalog has no usable endpoint",
   ambiguous = "a name matches several resources",
   version = "an API version is not supported",
+  refused = "a TCP connection was refused (nothing listens there; an ssh probe's sample)",
+  unreachable = "no route to the address (an ssh probe's sample)",
+  exec = "a command run over SSH failed (an ssh probe's sample)",
+  no_target = "a probe had nothing to probe (its target does not exist)",
+  not_sent = "a probe sample was not sent: nothing to probe now (recorded as skipped)",
   error = "anything else",
 }
 

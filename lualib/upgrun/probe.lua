@@ -44,9 +44,16 @@ function M.message(e)
   return #parts > 0 and ("{" .. table.concat(parts, ", ") .. "}") or "an error without a message"
 end
 
+-- What a probe function returns when it has nothing to probe now (its
+-- target does not exist yet, or a check is stopping it on purpose), with a
+-- reason as second value: the sample is recorded as `skipped` (err
+-- "not_sent"), which the outage analysis ignores, like a max_in_flight slot.
+M.NOT_SENT = setmetatable({}, { __name = "upgrun.probe.NOT_SENT" })
+
 -- Classifies what a probe function returned. Returns result, status, err_kind,
 -- message.
 function M.classify(res, err, expect_set)
+  if res == M.NOT_SENT then return "skipped", nil, "not_sent", err and M.message(err) or "nothing to probe" end
   if res == nil or res == false then
     if type(err) == "table" then
       local kind = err.kind or "error"
@@ -99,8 +106,10 @@ end
 --   ceil(timeout / interval) + 1, at most 16), expect, stages, budget, baseline,
 --   service (the API it measures, e.g. "compute": reports group downtime by
 --   it; default the http URL's host:port, else the first word of the name),
---   kind (default "http" with http =, else "function"), url (default the http
---   URL; a function probe may name what it calls).
+--   kind (default "http" with http =, "ssh" with ssh = (upgrun.probe_ssh: a
+--   guest's sshd, a fresh login per sample), else "function"), url (default
+--   the http URL; a function probe may name what it calls), steady (true,
+--   false, "end": which steady-state checks wait for it).
 local function default_service(spec)
   local host = spec.http and spec.http.url:match("^%a[%w+.-]*://([^/?#]+)")
   if host then return (host:gsub("^.*@", "")) end
@@ -116,8 +125,10 @@ function M.new(spec)
   if spec.http then
     p.fn = M.http(spec.http)
     p.expect = p.expect or spec.http.expect
+  elseif spec.ssh then
+    p.fn = require("upgrun.probe_ssh").fn(spec.ssh)
   end
-  if type(p.fn) ~= "function" then error("probe " .. p.name .. ": needs fn or http", 3) end
+  if type(p.fn) ~= "function" then error("probe " .. p.name .. ": needs fn, http or ssh", 3) end
   p.interval = spec.interval or (spec.rate and 1 / spec.rate) or 1
   if type(p.interval) ~= "number" or p.interval <= 0 then
     error("probe " .. p.name .. ": interval must be > 0", 3)
@@ -126,6 +137,7 @@ function M.new(spec)
   -- An http probe's request carries the probe's timeout itself: no watchdog
   -- task is needed per sample (upgrun.probe_run).
   p.self_timed = spec.http and (not spec.http.timeout or spec.http.timeout <= p.timeout) or nil
+  if spec.ssh then p.self_timed = true end -- connect + command bounded by p.timeout (upgrun.probe_ssh)
   -- Nothing of the scenario's runs in the sample of an http probe whose
   -- headers are fixed: its task can go without the count hook.
   p.library_fn = spec.http and type(spec.http.headers) ~= "function" or nil
@@ -141,10 +153,17 @@ function M.new(spec)
       error("probe " .. p.name .. ": " .. k .. " must be a string", 3)
     end
   end
-  p.service = spec.service or default_service(spec)
-  p.kind = spec.kind or (spec.http and "http" or "function")
+  -- steady: whether the steady-state check waits for this probe: true (default), false,
+  -- or "end" (only after the last stage: a guest probe whose server the scenario creates)
+  if spec.steady ~= nil and spec.steady ~= true and spec.steady ~= false and spec.steady ~= "end" then
+    error("probe " .. p.name .. ": steady must be true, false or \"end\"", 3)
+  end
+  p.steady = spec.steady
+  p.service = spec.service or (spec.ssh and "guests") or default_service(spec)
+  p.kind = spec.kind or (spec.http and "http" or spec.ssh and "ssh" or "function")
   -- (never a password in the URL's user info in the report)
   p.url = spec.url or (spec.http and (spec.http.url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1")))
+    or (spec.ssh and require("upgrun.probe_ssh").describe(spec.ssh))
   return p
 end
 

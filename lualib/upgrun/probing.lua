@@ -4,7 +4,7 @@
 --
 --   local P = probing.new(run.s.probes, run.tl, {log =, on_event = fn(kind, fields)})
 --   P:enter_stage(ctx, stage, current_step)  start the probes of that stage, stop the others
---   P:start_all(ctx, stage, current_step)    every probe not turned off (the steady-state check)
+--   P:start_all(ctx, stage, current_step, filter)  every probe not turned off (the steady-state check)
 --   P:stop_all()   P:drain()   P:finish() (cuts what is in flight, closes outages)
 --   P.runs (array), P.by_name[name]
 --   P:on_outage(fn(probe_name, kind, outage, sample))  outage starts and ends
@@ -58,10 +58,11 @@ end
 -- Whether a probe is turned off (`stages = {}`, e.g. by a setup function).
 function M.is_off(pr) return type(pr.probe.stages) == "table" and #pr.probe.stages == 0 end
 
--- Every probe that is not turned off, whatever its stages.
-function Probing:start_all(ctx, stage, current_step)
+-- Every probe that is not turned off (and that `filter(pr)` accepts, if given),
+-- whatever its stages.
+function Probing:start_all(ctx, stage, current_step, filter)
   for _, pr in ipairs(self.runs) do
-    if not M.is_off(pr) then
+    if not M.is_off(pr) and (not filter or filter(pr)) then
       pr:start(ctx, stage, current_step)
       self:event("probe_start", { probe = pr.name, stage = stage })
     end

@@ -1,7 +1,9 @@
 -- upgrun.steady — the steady-state hypothesis: before the first stage, every
 -- probe of the scenario (unless turned off: stages = {}) must answer ok without a break for a settle window
 -- (parameter steady_settle, default 10 s; 0 turns the check off) within a
--- deadline (steady_deadline, default 120 s). The run waits, printing what
+-- deadline (steady_deadline, default 120 s). A probe declared with steady = false
+-- is left out of both checks, steady = "end" out of the first (a guest probe whose
+-- server the scenario creates: there is nothing to reach before the first stage). The run waits, printing what
 -- still fails; past the deadline it stops before any stage runs and fails
 -- ("the cloud is not steady: <probe> failing (<last error>)"). The same check
 -- runs after the last stage: a cloud that does not come back to steady state
@@ -38,11 +40,18 @@ function M.declare(s, spec)
   end
 end
 
+-- Whether the check of `phase` waits for this probe (probe.steady: true/nil, false, "end").
+local function counts(pr, phase)
+  local st = pr.probe.steady
+  return st == nil or st == true or st == phase
+end
+M.counts = counts
+
 -- Probes not (yet) steady: {{probe, error, ok_for}}.
-local function failing(probing, settle)
+local function failing(probing, settle, phase)
   local out = {}
   for _, pr in ipairs(probing.runs) do
-    if probing_mod.is_off(pr) then goto next end
+    if probing_mod.is_off(pr) or not counts(pr, phase) then goto next end
     local d, err = pr.stats:steady_for()
     if not d or d < settle then
       out[#out + 1] = { probe = pr.name, ok_for = d or 0,
@@ -86,10 +95,10 @@ function M.check(run, ctx, phase)
   res.start = tl:now()
   tl:event("steady_start", { phase = phase, settle = settle, deadline = deadline,
     message = string.format("steady state (%s): every probe ok for %g s, at most %g s ...", phase, settle, deadline) })
-  probing:start_all(ctx, stage, nil)
+  probing:start_all(ctx, stage, nil, function(pr) return counts(pr, phase) end)
   local last_report = res.start
   while true do
-    local f = failing(probing, settle)
+    local f = failing(probing, settle, phase)
     local now = tl:now()
     if #f == 0 then res.result = "steady"; break end
     if now - res.start >= deadline then res.result = "not steady"; res.failing = f; break end

@@ -11,6 +11,9 @@
 --   lab.key, lab.known_hosts (every started node), lab.user
 --   lab:stop(n), lab:kill_all(n) (listener and its per-connection children)
 --   lab:inventory(nodes, extra_host_vars) -> YAML text
+--   H.netns_add(name, {veth=...}) / H.netns_del(name): a network namespace
+--   (root only) with lo up; lab:start(name, {netns=NS, address=A}) runs that
+--   sshd inside NS listening on A (default 127.0.0.1), as the lab's guests do
 --   lab:cleanup()
 local proc = require "upgrun.proc"
 local time = require "upgrun.time"
@@ -61,9 +64,9 @@ function H.new(opts)
   return self
 end
 
-local function known_line(port, pubfile)
+local function known_line(port, pubfile, address)
   local t, b64 = readfile(pubfile):match("^(%S+)%s+(%S+)")
-  return string.format("[127.0.0.1]:%d %s %s\n", port, t, b64)
+  return string.format("[%s]:%d %s %s\n", address or "127.0.0.1", port, t, b64)
 end
 H.known_line = known_line
 
@@ -83,7 +86,7 @@ function H:start(name, opts)
     if self.next_port > 29999 then self.next_port = 22300 end
     local cfg = table.concat({
       "Port " .. port,
-      "ListenAddress 127.0.0.1",
+      "ListenAddress " .. (opts.address or "127.0.0.1"),
       "HostKey " .. hk,
       "PidFile " .. dir .. "/sshd.pid",
       "AuthorizedKeysFile " .. self.dir .. "/authorized_keys",
@@ -106,7 +109,8 @@ function H:start(name, opts)
     }, "\n") .. "\n"
     writefile(dir .. "/sshd_config", cfg)
     local p = assert(proc.spawn { argv = { "/bin/sh", "-c",
-      "exec /usr/sbin/sshd -D -e -f '" .. dir .. "/sshd_config' 2>&1" }, stdin = "" })
+      "exec " .. (opts.netns and ("ip netns exec '" .. opts.netns .. "' ") or "")
+        .. "/usr/sbin/sshd -D -e -f '" .. dir .. "/sshd_config' 2>&1" }, stdin = "" })
     local ok = false
     local deadline = time.mono() + 10
     while time.mono() < deadline do
@@ -117,17 +121,47 @@ function H:start(name, opts)
     end
     if ok then
       local n = { name = name, port = port, pid = p.pid, proc = p, dir = dir, host_key = hk,
-        host = "127.0.0.1" }
+        host = opts.address or "127.0.0.1", netns = opts.netns, opts = opts }
       n.known_hosts = dir .. "/known_hosts"
-      writefile(n.known_hosts, known_line(port, hk .. ".pub"))
+      writefile(n.known_hosts, known_line(port, hk .. ".pub", n.host))
       local f = assert(io.open(self.known_hosts, "ab"))
-      f:write(known_line(port, hk .. ".pub")); f:close()
+      f:write(known_line(port, hk .. ".pub", n.host)); f:close()
       self.nodes[#self.nodes + 1] = n
       return n
     end
     p:kill("KILL"); p:wait(5); p:close()
   end
   error("could not start sshd for " .. name)
+end
+
+-- Starts a stopped node again on the same port, config and host key (the
+-- guest's sshd coming back). Returns the node.
+function H.restart(_, n)
+  local p = assert(proc.spawn { argv = { "/bin/sh", "-c",
+    "exec " .. (n.netns and ("ip netns exec '" .. n.netns .. "' ") or "")
+      .. "/usr/sbin/sshd -D -e -f '" .. n.dir .. "/sshd_config' 2>&1" }, stdin = "" })
+  local deadline = time.mono() + 10
+  while time.mono() < deadline do
+    local line = p:read_line(deadline - time.mono())
+    if not line then break end
+    if line:find("Server listening on", 1, true) then
+      n.proc, n.pid, n.dead = p, p.pid, false
+      return n
+    end
+  end
+  p:kill("KILL"); p:wait(5); p:close()
+  error("could not restart sshd " .. n.name)
+end
+
+-- A network namespace `name` with lo up (root only). Returns the name.
+function H.netns_add(name)
+  sh("ip netns del '" .. name .. "' 2>/dev/null; ip netns add '" .. name .. "' && "
+    .. "ip netns exec '" .. name .. "' ip link set lo up")
+  return name
+end
+
+function H.netns_del(name)
+  os.execute("ip netns del '" .. name .. "' 2>/dev/null")
 end
 
 -- Starts n sshd concurrently-ish (sequential spawn, listening checked each).

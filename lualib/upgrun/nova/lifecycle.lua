@@ -7,9 +7,16 @@
 --
 --   local lifecycle = require "upgrun.nova.lifecycle"
 --   lifecycle.run(ctx, {image =, flavor =, network =, security_group =,
---                       validation = false, timeout = 120, name_prefix =})
+--                       validation = false, timeout = 120, name_prefix =,
+--                       key_name =, validation_user =, validation_key =,
+--                       validation_netns =, known_hosts =, security_group_fn =})
+-- With validation the test server is booted with the run's keypair (key_name)
+-- on `network`, with Tempest's metadata and access addresses, and the three
+-- SSH checks run for real (upgrun.nova.guest); security_group_fn(ctx) -> name
+-- gives the group of the rescued-server check (Tempest creates its own).
 local cjson = require "cjson"
 local time = require "upgrun.time"
+local guest = require "upgrun.nova.guest"
 
 local M = {}
 
@@ -88,7 +95,8 @@ function M.boot(ctx, opts, name)
   local compute = ctx.cloud.compute
   local server = assert(compute:create_server {
     name = name, image = opts.image, flavor = opts.flavor,
-    networks = opts.network, host = opts.host,
+    networks = opts.network, host = opts.host, key_name = opts.key_name,
+    metadata = opts.metadata, extra = opts.extra,
   })
   local ok, err = compute:wait_status(server.id, "ACTIVE", opts.timeout or 120)
   if not ok then
@@ -98,11 +106,24 @@ function M.boot(ctx, opts, name)
   return ok
 end
 
+-- The image's id (Tempest compares the server's image with its image_ref).
+function M.image_id(ctx, image)
+  if type(image) == "string" and image:match("^%x+%-%x+%-%x+%-%x+%-%x+$") then return image end
+  local img = ctx.cloud.image and ctx.cloud.image:find(image)
+  return img and img.id
+end
+
 function M.run(ctx, opts)
   local compute = ctx.cloud.compute
   local timeout = opts.timeout or 120
   local name = string.format("%s-%s-%d", opts.name_prefix or "upgrun-lifecycle", ctx.stage, os.time())
-  local _, server = ctx:step("boot test server", function() return M.boot(ctx, opts, name) end)
+  local bopts = opts
+  if opts.validation then -- what test_verify_server_details checks, set as Tempest sets it
+    bopts = setmetatable({ metadata = guest.METADATA,
+                           extra = { accessIPv4 = guest.ACCESS_IPV4, accessIPv6 = guest.ACCESS_IPV6 } },
+                         { __index = opts })
+  end
+  local _, server = ctx:step("boot test server", function() return M.boot(ctx, bopts, name) end)
   local id = server.id
   for _, c in ipairs(M.CYCLES) do
     ctx:step(c.name, { continue_on_error = true }, function()
@@ -116,25 +137,44 @@ function M.run(ctx, opts)
         .. "'): security groups apply to ports, so this cloud/network cannot run it")
       return
     end
+    local group = opts.security_group
+    if opts.security_group_fn then
+      local g, gerr = opts.security_group_fn(ctx)
+      if not g then ctx:check(check, false, "no security group: " .. tostring(gerr)); return end
+      group = g
+    end
     local ok, detail = act(compute, id, "rescue", "RESCUE", timeout)
     if ok then
-      local added, err = compute:add_security_group(id, opts.security_group)
+      local added, err = compute:add_security_group(id, group)
       local removed, err2
-      if added then removed, err2 = compute:remove_security_group(id, opts.security_group) end
+      if added then removed, err2 = compute:remove_security_group(id, group) end
       ok = added and removed
-      detail = ok and ("rescued; added and removed " .. opts.security_group) or tostring(err or err2)
+      detail = ok and ("rescued; added and removed " .. group) or tostring(err or err2)
       local back, detail2 = act(compute, id, "unrescue", "ACTIVE", timeout)
       ok = ok and back
       if not back then detail = detail .. "; " .. detail2 end
     end
     ctx:check(check, ok, detail)
   end)
-  -- SSH into the guest (tempest's run_validation) is not implemented: say why it is skipped
-  local why = opts.validation and "SSH validation into guests is not implemented by this scenario yet"
-    or "no validation network (validation=false): the servers of this cloud are not reachable over SSH from upgrun"
-  for _, t in ipairs({ "test_host_name_is_same_as_server_name", "test_verify_created_server_vcpus",
-                       "test_verify_server_details" }) do
-    ctx:skip("ssh into the server: " .. t, why)
+  if opts.validation then
+    ctx:step("ssh into the server", { continue_on_error = true }, function()
+      local srv = compute:get_server(id) or server
+      local fl = compute:find_flavor(opts.flavor)
+      local expect = { name = name, vcpus = fl and fl.vcpus, flavor_name = fl and fl.name, flavor_id = fl and fl.id,
+                       image_id = M.image_id(ctx, opts.image) }
+      local v = { user = opts.validation_user or "root", key = opts.validation_key, netns = opts.validation_netns,
+                  known_hosts = opts.known_hosts, ssh_timeout = opts.ssh_timeout }
+      for _, r in ipairs(guest.checks(ctx, srv, v, expect)) do
+        ctx:check("ssh into the server: " .. r.test, r.ok, r.detail)
+      end
+    end)
+  else
+    local why = "no validation network (validation=false): the servers of this cloud are not reachable over SSH "
+      .. "from upgrun"
+    for _, t in ipairs({ "test_host_name_is_same_as_server_name", "test_verify_created_server_vcpus",
+                         "test_verify_server_details" }) do
+      ctx:skip("ssh into the server: " .. t, why)
+    end
   end
   ctx:step("delete test server", function()
     assert(compute:delete_server(id, { wait = true, timeout = timeout }))

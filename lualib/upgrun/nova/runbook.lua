@@ -24,6 +24,7 @@
 --
 -- Everything site-specific (nodes, services, how code is switched, releases) comes
 -- from the inventory and --set (docs/nova_scenario.md).
+local cjson = require "cjson"
 local http = require "upgrun.http"
 local time = require "upgrun.time"
 local services = require "upgrun.services"
@@ -31,6 +32,9 @@ local upgrade = require "upgrun.upgrade"
 local nova = require "upgrun.nova.upgrade"
 local lifecycle = require "upgrun.nova.lifecycle"
 local tempest_suite = require "upgrun.nova.tempest_suite"
+local guest = require "upgrun.nova.guest"
+local probe_mod = require "upgrun.probe"
+local probe_ssh = require "upgrun.probe_ssh"
 
 local M = {}
 local Runbook = {}
@@ -40,6 +44,10 @@ Runbook.__index = Runbook
 M.RELEASES = { from = "mitaka", to = "newton" }
 
 local STAGES = { "before", "upgrade", "after" }
+
+-- Seconds a guest may take to answer SSH again after a check restarted its server on
+-- purpose (its failed samples meanwhile are not downtime).
+M.GUEST_BOOT_GRACE = 120
 
 -- The runbook's own parameters (unprefixed names).
 function M.params()
@@ -56,8 +64,18 @@ function M.params()
     flavor = { default = "upgrun.tiny", description = "flavor for test servers (created if missing)" },
     network = { default = "", description = "auto | none | a network id for test servers; default: inventory "
                   .. "var nova_network, else auto" },
-    security_group = { default = "default", description = "security group for the add/remove check" },
-    validation = { default = false, description = "servers are reachable over SSH (validation network)" },
+    security_group = { default = "auto", description = "security group for the rescued-server add/remove check; "
+                         .. "auto: one created for the run through Neutron (as Tempest does), else default" },
+    validation = { default = "auto", choices = { "auto", "true", "false" },
+                   description = "servers are reachable over SSH (a validation network): the guest probes "
+                     .. "and the SSH checks; auto: inventory var nova_validation, else false" },
+    validation_key = { default = "", description = "private key for the guests (its .pub is uploaded as a "
+                         .. "keypair); default: inventory var nova_validation_key" },
+    validation_user = { default = "", description = "user on the guests; default: inventory var "
+                          .. "nova_validation_user, else root" },
+    validation_netns = { default = "", description = "network namespace the guests are reached from; "
+                           .. "default: inventory var nova_validation_netns, else none" },
+    guest_interval = { default = 1, description = "seconds between SSH logins of each guest probe (0: off)" },
     api_downtime_budget = { default = 10, description = "max Nova API downtime (s) in a rolling upgrade" },
     checks_at = { type = "list", default = { "before", "mixed", "after" }, choices = { "before", "mixed", "after" },
                   description = "where the persistent-resources suite runs: before, mixed (controllers "
@@ -165,6 +183,7 @@ function M.declare(s, opts)
     end
     P.image = upgrade.setting(ctx, "nova", "image", "cirros", P)
     P.network = upgrade.setting(ctx, "nova", "network", "auto", P)
+    self:validation_setup(ctx, s)
     if P.watch_interval > 0 then watch.every = P.watch_interval else watch.stages = {} end
   end)
 
@@ -174,7 +193,127 @@ function M.declare(s, opts)
   end
   s:cleanup("server", delete_server)
   s:cleanup("probe_server", delete_server)
+  s:cleanup("security_group", function(ctx, rec)
+    local ok, err = ctx.cloud.network:delete_security_group(rec.id)
+    if not ok and not (err and err.status == 404) then error(err, 0) end
+  end)
+  s:cleanup("keypair", function(ctx, rec)
+    local ok, err = ctx.cloud.compute:delete_keypair(rec.id)
+    if not ok and not (err and err.status == 404) then error(err, 0) end
+  end)
   return self
+end
+
+-- ---------------------------------------------------------------- guests
+
+local function truthy(v) return v == true or v == "true" or v == "yes" or v == "on" or v == 1 or v == "1" end
+
+-- The validation settings (params, else the inventory vars of docs/nova_scenario.md) and,
+-- with validation on, one guest probe per compute host: declared here, before the probes
+-- start, with its target resolved per sample (the persistent server booted on that host
+-- in the "before" stage), so it runs in the upgrade and after stages.
+function Runbook:validation_setup(ctx, s)
+  local P = self.P
+  local v = P.validation
+  if v == "auto" or v == "" or v == nil then v = upgrade.setting(ctx, "nova", "validation", false, {}) end
+  P.validation = truthy(v)
+  P.validation_key = upgrade.setting(ctx, "nova", "validation_key", "", P)
+  P.validation_user = upgrade.setting(ctx, "nova", "validation_user", "root", P)
+  P.validation_netns = upgrade.setting(ctx, "nova", "validation_netns", "", P)
+  self.guests = self.guests or {}
+  if not P.validation then return end
+  if P.validation_key == "" then
+    error("validation is on but no key: --set " .. self.prefix .. "validation_key=PATH or inventory var "
+      .. "nova_validation_key", 0)
+  end
+  if not ctx.plan then
+    local f = io.open(P.validation_key .. ".pub")
+    if not f then error("validation_key: cannot read " .. P.validation_key .. ".pub (uploaded as the keypair)", 0) end
+    f:close()
+  end
+  if P.guest_interval <= 0 then return end
+  for _, n in ipairs(self:computes(ctx)) do
+    local host = nova.nova_host(n)
+    local name = "guest ssh " .. host
+    local p
+    for _, q in ipairs(s.probes) do if q.name == name then p = q end end
+    if not p then
+      local spec = { target = function() return self:guest_target(host) end,
+                     user = function() return self.P.validation_user end,
+                     key = function() return self.P.validation_key end }
+      local login = probe_ssh.fn(spec)
+      p = s:probe {
+        name = name, kind = "ssh", service = "guests",
+        url = "ssh " .. P.validation_user .. "@<persistent server on " .. host .. ">:22 true"
+          .. (P.validation_netns ~= "" and (" (netns " .. P.validation_netns .. ")") or ""),
+        fn = function(c, pr)
+          local g = self.guests[host]
+          if not g then return probe_mod.NOT_SENT, "no persistent server on " .. host .. " yet" end
+          if g.excused then return probe_mod.NOT_SENT, "stopped on purpose by a check" end
+          local ok, err = login(c, pr)
+          if g.booting then -- started again by a check: its guest may still be booting
+            if ok then g.booting = nil
+            elseif time.mono() < g.booting then
+              return probe_mod.NOT_SENT, "booting again after a check's stop/start (" .. tostring(err) .. ")"
+            else g.booting = nil end
+          end
+          return ok, err
+        end,
+        interval = P.guest_interval, timeout = 5, max_in_flight = 6,
+        stages = { "upgrade", "after" }, steady = "end",
+      }
+    end
+    p.interval, p.stages = P.guest_interval, { "upgrade", "after" }
+  end
+end
+
+-- The SSH target of the persistent server on `host` (nil, why while there is none).
+function Runbook:guest_target(host)
+  local g = self.guests[host]
+  if not g then return nil, "no persistent server on " .. host end
+  return { host = g.address, port = 22, netns = self.P.validation_netns ~= "" and self.P.validation_netns or nil }
+end
+
+-- Runs fn(...) with the guest probe of server `id` paused (a check stops and starts it
+-- on purpose: not downtime). Once fn returns, the guest may still be booting: its failed
+-- samples are not sent either until its first ok login, for at most GUEST_BOOT_GRACE s.
+function Runbook:excusing(id, fn, ...)
+  local g
+  for _, x in pairs(self.guests or {}) do if x.id == id then g = x end end
+  if g then g.excused = true end
+  local r = table.pack(pcall(fn, ...))
+  if g then g.excused, g.booting = nil, time.mono() + M.GUEST_BOOT_GRACE end
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
+-- The security group of the rescued-server check: the param's, or with "auto" one
+-- created for the run through Neutron (ledger kind "security_group", deleted at
+-- clean-up), like Tempest's own per test; "default" when the cloud has no Network API.
+function Runbook:security_group(ctx)
+  if self.P.security_group ~= "auto" then return self.P.security_group end
+  if self.secgroup then return self.secgroup end
+  if not ctx.cloud.network:available() then return "default" end
+  local g, err = ctx.cloud.network:create_security_group {
+    name = "upgrun-sg-" .. os.date("!%Y%m%dT%H%M%S") .. "-" .. tostring(math.random(1000, 9999)),
+    description = "upgrun: rescued server add/remove security group check" }
+  if not g then return nil, err end
+  ctx.ledger:record("security_group", g.id, { name = g.name })
+  self.secgroup = g.name
+  return g.name
+end
+
+-- The run's keypair: the validation key's .pub imported once (ledger kind "keypair",
+-- deleted at clean-up). Returns its name.
+function Runbook:ensure_keypair(ctx)
+  if self.keypair then return self.keypair end
+  local f = assert(io.open(self.P.validation_key .. ".pub"))
+  local pub = f:read("a"); f:close()
+  local name = "upgrun-" .. os.date("!%Y%m%dT%H%M%S") .. "-" .. tostring(math.random(1000, 9999))
+  local kp = assert(ctx.cloud.compute:create_keypair { name = name, public_key = pub })
+  ctx.ledger:record("keypair", kp.name, { fingerprint = kp.fingerprint })
+  self.keypair = kp.name
+  return kp.name
 end
 
 -- ---------------------------------------------------------------- helpers
@@ -193,10 +332,17 @@ function Runbook:all_group() return self.P.controller_group .. ":" .. self.P.com
 function Runbook:all_nodes(ctx) return ctx.inventory:group(self:all_group()) end
 function Runbook:restart_opts() return { grace = self.P.stop_grace, timeout = self.P.service_timeout } end
 
-function Runbook:test_server_opts()
+function Runbook:test_server_opts(ctx)
   local P = self.P
-  return { image = P.image, flavor = P.flavor, network = P.network,
-           security_group = P.security_group, validation = P.validation, timeout = 120 }
+  local o = { image = P.image, flavor = P.flavor, network = P.network,
+              security_group = P.security_group, validation = P.validation, timeout = 120,
+              security_group_fn = function(c) return self:security_group(c) end }
+  if P.validation and ctx then
+    o.key_name = self:ensure_keypair(ctx)
+    o.validation_user, o.validation_key, o.validation_netns = P.validation_user, P.validation_key, P.validation_netns
+    o.known_hosts = (ctx.out or ".") .. "/known_hosts.guests"
+  end
+  return o
 end
 
 function Runbook:services_up(ctx, label, since)
@@ -265,17 +411,24 @@ function Runbook:before(ctx)
   ctx:step("persistent servers: one per compute host", { nodes = P.compute_group }, function()
     for _, n in ipairs(self:computes(ctx)) do
       local host = nova.nova_host(n)
-      local opts = self:test_server_opts()
+      local opts = self:test_server_opts(ctx)
       opts.host = host
       local srv = lifecycle.boot(ctx, opts, "upgrun-persist-" .. host)
       local on = ctx.cloud.compute:server_host(srv)
-      ctx.ledger:record("server", srv.id, { name = srv.name, host = on, status = srv.status })
+      ctx.ledger:record("server", srv.id, { name = srv.name, host = on, status = srv.status,
+                                            address = guest.address(srv) })
+      if P.validation then
+        local addr = guest.address(srv)
+        ctx:check("persistent server on " .. host .. " has an address", addr ~= nil,
+          addr or "no address in " .. cjson.encode(srv.addresses or {}))
+        if addr then self.guests[host] = { id = srv.id, address = addr } end
+      end
       ctx:check("persistent server scheduled to " .. host, on == host, "on " .. tostring(on))
     end
   end)
 
   if upgrade.wants(P.checks_at, "before") then
-    ctx:step("persistent resources test suite", function() lifecycle.run(ctx, self:test_server_opts()) end)
+    ctx:step("persistent resources test suite", function() lifecycle.run(ctx, self:test_server_opts(ctx)) end)
     tempest_suite.step(ctx, P, "before")
   end
 end
@@ -322,10 +475,10 @@ function Runbook:mixed_checks_step(ctx)
       local compute = ctx.cloud.compute
       upgrade.survived(ctx, "server", function(rec, check)
         check("accepts actions in the mixed state (stop/start)", function()
-          return ctx:intend("server", rec.id, accepts_actions, compute, rec.id)
+          return ctx:intend("server", rec.id, self.excusing, self, rec.id, accepts_actions, compute, rec.id)
         end)
       end)
-      lifecycle.run(ctx, self:test_server_opts())
+      lifecycle.run(ctx, self:test_server_opts(ctx))
       tempest_suite.step(ctx, P, "mixed")
     end)
 end
@@ -447,13 +600,13 @@ function Runbook:after(ctx)
       check("on the same host", host == rec.data.host, "on " .. tostring(host) .. ", was " .. tostring(rec.data.host))
       check("in the same state", srv.status == rec.data.status, srv.status .. ", was " .. tostring(rec.data.status))
       check("accepts actions (stop/start)", function()
-          return ctx:intend("server", rec.id, accepts_actions, compute, rec.id)
+          return ctx:intend("server", rec.id, self.excusing, self, rec.id, accepts_actions, compute, rec.id)
         end)
     end)
   end)
 
   if upgrade.wants(P.checks_at, "after") then
-    ctx:step("persistent resources test suite", function() lifecycle.run(ctx, self:test_server_opts()) end)
+    ctx:step("persistent resources test suite", function() lifecycle.run(ctx, self:test_server_opts(ctx)) end)
     tempest_suite.step(ctx, P, "after")
   end
 end

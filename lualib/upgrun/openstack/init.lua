@@ -1,6 +1,7 @@
 -- upgrun.openstack — OpenStack clients for scenarios: connect to a cloud
 -- named in clouds.yaml (or described by OS_* variables) and get a connection
--- with .identity (Keystone v3), .compute (Nova) and .image (Glance v2).
+-- with .identity (Keystone v3), .compute (Nova), .image (Glance v2) and
+-- .network (Neutron v2.0: security groups only).
 --
 --   local openstack = require "upgrun.openstack"
 --   local conn, err = openstack.connect{cloud = "upgrun-lab"}
@@ -12,10 +13,11 @@ local session = require "upgrun.openstack.session"
 local keystone = require "upgrun.openstack.keystone"
 local nova = require "upgrun.openstack.nova"
 local glance = require "upgrun.openstack.glance"
+local neutron = require "upgrun.openstack.neutron"
 local E = require "upgrun.openstack.errors"
 
 local M = {
-  config = config, errors = E, keystone = keystone, nova = nova, glance = glance,
+  config = config, errors = E, keystone = keystone, nova = nova, glance = glance, neutron = neutron,
 }
 
 local Connection = {}
@@ -42,6 +44,7 @@ function M.from_config(cfg, opts)
   conn.compute = nova.new(s, { microversion = opts.microversion, min_microversion = opts.min_microversion,
     conn = conn })
   conn.image = glance.new(s)
+  conn.network = neutron.new(s)
   if not opts.lazy then
     local st, aerr = s:authenticate(false)
     if not st then return nil, aerr end

@@ -276,6 +276,30 @@ function Compute:delete_flavor(id)
   return true
 end
 
+-- ---- keypairs --------------------------------------------------------------
+
+-- Imports a public key as a keypair: spec {name=, public_key= (OpenSSH text)}.
+-- Returns the keypair {name=, fingerprint=, public_key=} or nil, err.
+function Compute:create_keypair(spec)
+  local doc, err = self:request("POST", "/os-keypairs",
+    { keypair = { name = spec.name, public_key = spec.public_key } })
+  if not doc then return nil, err end
+  return doc.keypair
+end
+
+function Compute:get_keypair(name)
+  local doc, err = self:request("GET", "/os-keypairs/" .. urlencode(name))
+  if not doc then return nil, err end
+  return doc.keypair
+end
+
+-- Deletes a keypair; a missing one (404) is nil, err with status 404.
+function Compute:delete_keypair(name)
+  local ok, err = self:request("DELETE", "/os-keypairs/" .. urlencode(name))
+  if not ok then return nil, err end
+  return true
+end
+
 -- ---- servers ---------------------------------------------------------------
 
 local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
@@ -287,7 +311,7 @@ end
 
 -- Creates a server. spec:
 --   name, image (id, name, or a table with id), flavor (id, name or table),
---   networks ("none", "auto", or a list of {uuid=, port=, fixed_ip=}),
+--   networks ("none", "auto", a network id, or a list of {uuid=, port=, fixed_ip=}),
 --   availability_zone ("zone" or "zone:host"), host (≥ 2.74 as `host`,
 --   below as availability_zone "zone:host"), hints (os:scheduler_hints),
 --   metadata, key_name, security_groups (names), user_data (base64),
@@ -314,6 +338,8 @@ function Compute:create_server(spec)
   local nets = spec.networks
   if nets == "none" or nets == "auto" then
     if mv and M.compare(mv, "2.37") >= 0 then server.networks = nets end
+  elseif type(nets) == "string" and nets ~= "" then -- a network's id
+    server.networks = { { uuid = nets } }
   elseif type(nets) == "table" then
     server.networks = {}
     for _, n in ipairs(nets) do
