@@ -10,6 +10,7 @@
 #   labvirt.py serve                   the daemon (`svc start lab labvirt`)
 #   labvirt.py call OP [JSON]          one request (ping, list, ensure, stop, destroy,
 #                                      freeze, thaw, gc {"keep": [...]})
+#   labvirt.py gc UUID...              destroy every guest but these servers' (`up`)
 #   labvirt.py teardown                every guest and both kinds of namespace removed
 #                                      (`down`, after the daemon stopped)
 # Stdlib only; runs as root in the root namespace.
@@ -375,6 +376,8 @@ if __name__ == "__main__":
         serve()
     elif cmd == "call" and len(sys.argv) in (3, 4):
         print(json.dumps(call(sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) == 4 else None)))
+    elif cmd == "gc":  # gc UUID...: destroy every guest but those of these servers
+        print("%d stale guest(s) destroyed" % len(call("gc", {"keep": sys.argv[2:]})["destroyed"]))
     elif cmd == "teardown":
         teardown()
     else:
