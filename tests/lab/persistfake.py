@@ -82,9 +82,13 @@ class PersistentFakeDriver(_Base):
         vif = _lab_vif(network_info)
         if vif is None:
             return
+        key = instance.key_data
+        if not key and instance.key_name:
+            # unshelve scrubs key_data while it spawns (a real guest's disk keeps its
+            # authorized_keys): the key the metadata service serves, the instance's keypair
+            key = "\n".join(k.public_key for k in instance.keypairs)
         _labvirt("ensure", uuid=instance.uuid, host=self._host, ip=vif[0], mac=vif[1],
-                 hostname=instance.hostname or "guest", key=instance.key_data or "",
-                 vcpus=instance.flavor.vcpus)
+                 hostname=instance.hostname or "guest", key=key or "", vcpus=instance.flavor.vcpus)
 
     def _lv(self, op, instance, own=True):
         _labvirt(op, uuid=instance.uuid, host=self._host if own else None)
