@@ -6,8 +6,10 @@
 -- is added and removed (Nova API, checked on the Neutron port); the guest answers while its
 -- nova-compute is stopped and after it started again, and Nova can still stop (guest gone)
 -- and start it (back); pause freezes it, unpause thaws it; shelve-offload removes it and
--- unshelve brings it back; delete removes its namespace and its port. Starts with
--- tests/lab/reset; everything it creates is deleted at the end, pass or fail.
+-- unshelve brings it back; a cold migration (confirmed) and a live migration move it to the
+-- other host (labvirt's owner and the port's binding follow); delete removes its namespace
+-- and its port. Starts with tests/lab/reset; everything it creates is deleted at the end,
+-- pass or fail.
 local T = require "testlib"
 local cjson = require "cjson"
 local proc = require "upgrun.proc"
@@ -204,6 +206,47 @@ T.case("shelve-offload removes the guest, unshelve brings it back", function()
   local r = ssh_until(ip, true, 20)
   T.eq(r.stdout, PREFIX .. "-srv-a\n")
   io.write("unshelved onto ", host, "\n")
+end)
+
+-- labvirt's record of the guest: host, running
+local function guest_record()
+  local r = must(proc.run({ "/usr/bin/python3", LAB .. "/bin/labvirt.py", "call", "list" }, { timeout = 30 }))
+  for _, g in ipairs(cjson.decode(r.stdout).guests) do if g.uuid == id then return g end end
+end
+
+-- waits until the server is on `want_host` with no task running
+local function settled_on(want_host, status)
+  local end_ = time.mono() + 90
+  local s
+  repeat
+    s = must(c:get_server(id))
+    if s.status == status and s["OS-EXT-STS:task_state"] == cjson.null and c:server_host(s) == want_host then
+      return s
+    end
+    time.sleep(0.5)
+  until time.mono() > end_
+  T.fail(string.format("not %s on %s after 90 s: %s on %s, task %s", status, want_host, s.status,
+    tostring(c:server_host(s)), tostring(s["OS-EXT-STS:task_state"])), 2)
+end
+
+T.case("cold migration + confirm and live migration move the guest's owner, it keeps answering", function()
+  local other = host == "cmp1" and "cmp2" or "cmp1"
+  local t0 = time.mono()
+  must(c:migrate(id, other))
+  settled_on(other, "VERIFY_RESIZE")
+  must(c:confirm_resize(id))
+  settled_on(other, "ACTIVE")
+  timings.migrate_confirm = time.mono() - t0
+  T.eq(guest_record().host, other); T.eq(guest_record().running, true)
+  T.eq(ssh_until(ip, true, 20).stdout, PREFIX .. "-srv-a\n")
+  T.eq(ports_of(id)[1]["binding:host_id"], other)
+  t0 = time.mono()
+  must(c:live_migrate(id, host))
+  settled_on(host, "ACTIVE")
+  timings.live_migrate = time.mono() - t0
+  T.eq(guest_record().host, host)
+  T.eq(ssh_until(ip, true, 20).stdout, PREFIX .. "-srv-a\n")
+  T.eq(ports_of(id)[1]["binding:host_id"], host)
 end)
 
 T.case("delete removes the guest's namespace and its port", function()
