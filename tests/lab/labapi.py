@@ -1,6 +1,6 @@
 # tests/lab/labapi.py — a tiny stdlib-only OpenStack client for the lab scripts: Keystone
 # tokens, JSON requests, and the catalog/users/image/flavor set-up `up` does once
-# (`python3 labapi.py keystone|cloud|warm-neutron|seed-templates`, password from $LAB_PASSWORD) and one
+# (`python3 labapi.py keystone|cloud|warm-neutron|seed-templates|network|gc-ports`, password from $LAB_PASSWORD) and one
 # pass of the readiness check `ready` loops on (`labapi.py check`). Also imported by `smoke`.
 import json, os, sys, time, urllib.error, urllib.request
 
@@ -136,6 +136,46 @@ def warm_neutron(pw, timeout=180):
     raise Http("neutron warm-up: no good ports list within %ds: %s" % (timeout, last))
 
 
+NEUTRON = "http://127.0.0.1:19696/v2.0"
+
+
+def lab_network(pw):
+    """upgrun-lab-net (flat, physical network lab, shared) and its subnet (10.99.0.0/24, no
+    DHCP), made when missing; prints the network's id"""
+    tok, _ = token("admin", pw)
+    st, j, _ = req("GET", NEUTRON + "/networks?name=upgrun-lab-net", tok)
+    nets = ok(st, j, "list networks")["networks"]
+    if nets:
+        net = nets[0]
+    else:
+        st, j, _ = req("POST", NEUTRON + "/networks", tok, {"network": {
+            "name": "upgrun-lab-net", "shared": True, "admin_state_up": True,
+            "provider:network_type": "flat", "provider:physical_network": "lab"}})
+        net = ok(st, j, "create network")["network"]
+    st, j, _ = req("GET", NEUTRON + "/subnets?name=upgrun-lab-subnet&network_id=" + net["id"], tok)
+    if not ok(st, j, "list subnets")["subnets"]:
+        st, j, _ = req("POST", NEUTRON + "/subnets", tok, {"subnet": {
+            "name": "upgrun-lab-subnet", "network_id": net["id"], "ip_version": 4,
+            "cidr": "10.99.0.0/24", "gateway_ip": "10.99.0.1", "enable_dhcp": False,
+            "allocation_pools": [{"start": "10.99.0.10", "end": "10.99.0.250"}]}})
+        ok(st, j, "create subnet")
+    print(net["id"])
+
+
+def gc_ports(pw):
+    """deletes the compute ports whose server is not one of argv[2:] (the Nova database's)"""
+    keep = set(sys.argv[2:])
+    tok, _ = token("admin", pw)
+    st, j, _ = req("GET", NEUTRON + "/ports?fields=id&fields=device_id&fields=device_owner", tok)
+    n = 0
+    for p in ok(st, j, "list ports")["ports"]:
+        if p["device_owner"].startswith("compute:") and p["device_id"] not in keep:
+            st, j, _ = req("DELETE", NEUTRON + "/ports/" + p["id"], tok)
+            ok(st, j, "delete port", codes=(204, 404))
+            n += 1
+    print("%d stale port(s) deleted" % n)
+
+
 def api_check(pw, computes=("cmp1", "cmp2"), nova_ports=(18774, 18781, 18782)):
     """One pass over every API as a client sees it; returns what is not ready (empty: ready).
     Nova's service list through HAProxy and straight from each nova-api; every Nova service
@@ -234,4 +274,5 @@ def check(pw):
 if __name__ == "__main__":
     pw = os.environ["LAB_PASSWORD"]
     {"keystone": init_keystone, "cloud": init_cloud, "warm-neutron": warm_neutron,
-     "check": check, "seed-templates": seed_templates}[sys.argv[1]](pw)
+     "check": check, "seed-templates": seed_templates, "network": lab_network,
+     "gc-ports": gc_ports}[sys.argv[1]](pw)

@@ -5,7 +5,7 @@ LAB=${UPGRUN_LAB_DIR:-/var/lib/upgrun-lab}
 PY=/usr/bin/python3   # Debian's python has the OpenStack modules; a PATH python may not
 LAB_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 CONTROLLERS="ctl1 ctl2"; COMPUTES="cmp1 cmp2"; NODES="$CONTROLLERS $COMPUTES"
-INFRA="mariadb epmd rabbitmq neutron keystone placement glance haproxy"
+INFRA="mariadb epmd rabbitmq neutron keystone placement glance haproxy labvirt"
 # ports, all on 127.0.0.1
 P_MYSQL=13306 P_EPMD=14369 P_AMQP=15670 P_DIST=15671 P_KEYSTONE=15000 P_PLACEMENT=18778
 P_GLANCE=19292 P_NEUTRON=19696 P_NOVA=18774
