@@ -5,7 +5,8 @@
  *   ssh.connect{host=, port=22, user=, known_hosts=, agent=, keys=|key=,
  *               passphrase=, password=,
  *               host_key_policy="strict"|"accept-new",
- *               timeout=10, keepalive=0, netns=} -> session | nil, err
+ *               timeout=10, connect_timeout=timeout, keepalive=0,
+ *               netns=} -> session | nil, err
  *       Every identity is explicit (a plain mechanism): `user` and
  *       `known_hosts` are required; tried in order: the agent at the socket
  *       path `agent`, each private key file of `keys` (or the one `key`),
@@ -20,6 +21,10 @@
  *       be an address (names would resolve in the root namespace). Failures
  *       are kind "connect" with a message "netns NAME: ...". Needs
  *       CAP_SYS_ADMIN (upgrun runs as root where guests are probed).
+ *       `connect_timeout` (<= timeout) bounds the TCP connect alone; the
+ *       handshake and authentication then have what is left of `timeout`.
+ *       A data-plane probe sets it short: on a LAN a connect that hangs means
+ *       nobody answers ARP for the address (the guest is gone).
  *   ssh.local_account() -> {user=, home=}   (getpwuid(getuid()))
  *   session:exec(cmd, {timeout=3600, stdin=, max_output=64 MiB})
  *       (a remote environment is part of cmd: upgrun.shell.env_prefix)
@@ -94,6 +99,7 @@ struct ssh_op {
   ssh_op *next;    /* in sess->ops */
   uv_timer_t timer;
   double timeout, t0, t1;
+  double tcp_timeout; /* connect op: the TCP connect's own bound (0: none) */
   int phase;
   LIBSSH2_CHANNEL *ch;
   bool in_sess;   /* linked in sess->ops (or sess->conn) */
@@ -321,7 +327,9 @@ static void op_timer_cb(uv_timer_t *h) {
   ssh_op *o = h->data;
   ssh_sess *S = o->sess;
   char secs[32];
-  snprintf(secs, sizeof secs, "%g", o->timeout);
+  bool in_tcp = o->type == OP_CONNECT && (!S || S->state <= ST_TCP);
+  snprintf(secs, sizeof secs, "%g",
+           in_tcp && o->tcp_timeout > 0 ? o->tcp_timeout : o->timeout);
   if (o->type == OP_CONNECT) {
     const char *phase = !S                         ? "?"
                         : S->state <= ST_TCP       ? "TCP connect"
@@ -618,6 +626,14 @@ static void connect_step(ssh_sess *S, int events) {
       conn_fail(S, "connect", "connect to %s:%d: %s", S->host, S->port,
                 strerror(soerr));
       return;
+    }
+    ssh_op *c = S->conn;
+    if (c && c->tcp_timeout > 0) { /* connected: the rest has what is left */
+      double left = c->timeout - (upgrun_mono() - c->t0);
+      c->tcp_timeout = 0;
+      uv_update_time(S->loop);
+      uv_timer_start(&c->timer, op_timer_cb,
+                     upgrun_ms(left > 0.001 ? left : 0.001), 0);
     }
     S->s = libssh2_session_init();
     if (!S->s) {
@@ -1310,6 +1326,7 @@ static int l_connect(lua_State *L) {
         L, "known_hosts", "required (upgrun.ssh_identity chooses the default)");
   const char *policy = util_opt_string(L, 1, "host_key_policy", "strict", NULL);
   double timeout = util_opt_number(L, 1, "timeout", 10);
+  double connect_timeout = util_opt_number(L, 1, "connect_timeout", timeout);
   double keepalive = util_opt_number(L, 1, "keepalive", 0);
   lua_getfield(L, 1, "agent");
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING &&
@@ -1329,6 +1346,8 @@ static int l_connect(lua_State *L) {
     return util_field_error(L, "host_key_policy",
                             "\"strict\" or \"accept-new\"");
   if (timeout <= 0) return util_field_error(L, "timeout", "must be > 0");
+  if (connect_timeout <= 0)
+    return util_field_error(L, "connect_timeout", "must be > 0");
   if (keepalive < 0) return util_field_error(L, "keepalive", "must be >= 0");
   const char *netns = util_opt_string(L, 1, "netns", NULL, NULL);
   if (netns && !*netns) netns = NULL; /* "" is the root namespace */
@@ -1381,6 +1400,10 @@ static int l_connect(lua_State *L) {
   if (!o) {
     sess_destroy(S);
     return luaL_error(L, "out of memory");
+  }
+  if (connect_timeout < timeout) { /* the TCP connect alone, bounded shorter */
+    o->tcp_timeout = connect_timeout;
+    uv_timer_start(&o->timer, op_timer_cb, upgrun_ms(connect_timeout), 0);
   }
   o->owner = S; /* connect_push hands S to Lua */
   o->in_sess = true;

@@ -141,6 +141,20 @@ function M.steps_during(t0, t1, steps)
   return names
 end
 
+-- What ran during [t0, t1], as the report lists it ("steps" of an outage or
+-- window, "during" of a watch): the innermost steps' paths, then each site hook
+-- that ran then as "hook NAME (of STEP)" (a hook runs outside its step, before
+-- or after it). hooks: the run's hooks_run ({name =, step =, start =, ["end"] =}).
+function M.during(t0, t1, steps, hooks)
+  local out = M.innermost_paths(M.steps_during(t0, t1, steps))
+  for _, h in ipairs(hooks or {}) do
+    if h.start and h.start <= t1 and (h["end"] or math.huge) >= t0 then
+      out[#out + 1] = string.format("hook %s (of %s)", h.name, tostring(h.step))
+    end
+  end
+  return out
+end
+
 -- Downtime attributed to each step: for each step, the seconds of outage
 -- overlapping its window. Returns {[step.id] = seconds} (only steps > 0).
 function M.downtime_per_step(outages, steps, run_end)

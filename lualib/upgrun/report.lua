@@ -20,7 +20,6 @@ M.SCHEMA_VERSION = 1
 
 -- ---------------------------------------------------------------- analysis
 
-local function innermost(steps) return A(outages.innermost_paths(steps)) end
 
 local function all_paths(steps)
   local out = A {}
@@ -44,9 +43,8 @@ local function analyse_probe(run, pr, steps)
     if steady.STAGES[o.stage] then settle_outs[#settle_outs + 1] = o else outs[#outs + 1] = o end
   end
   for _, o in ipairs(outs) do
-    local during = outages.steps_during(o.start, o["end"], steps)
-    o.steps = innermost(during)
-    o.all_steps = all_paths(during)
+    o.steps = A(outages.during(o.start, o["end"], steps, run.hooks_run))
+    o.all_steps = all_paths(outages.steps_during(o.start, o["end"], steps))
   end
   local down, longest, unc = outages.downtime(outs)
   local per = outages.downtime_per_step(outs, steps, run.run_end)
@@ -97,8 +95,9 @@ M.ALL_PRODUCTS = "all-products downtime"
 
 -- Downtime per product: the probes grouped by their `service` (identity,
 -- image, compute, ...), each group's downtime the union of its probes'
--- outages, in the order the services first appear among the probes.
-function M.per_service(probe_reports, steps)
+-- outages, in the order the services first appear among the probes; each
+-- window's steps and hooks (hooks: the run's hooks_run).
+function M.per_service(probe_reports, steps, hooks)
   local groups, order = {}, {}
   for _, pr in ipairs(probe_reports) do
     local key = pr.service or pr.name
@@ -116,7 +115,7 @@ function M.per_service(probe_reports, steps)
     local union = outages.union(g.outs)
     local down, longest = 0, 0
     for _, w in ipairs(union) do
-      w.steps = innermost(outages.steps_during(w.start, w["end"], steps))
+      w.steps = A(outages.during(w.start, w["end"], steps, hooks))
       down = down + w.duration
       if w.duration > longest then longest = w.duration end
     end
@@ -139,8 +138,7 @@ function M.analyse(run)
   -- least one API was out) and the worst degradation of any probe.
   local union = outages.union(all)
   for _, w in ipairs(union) do
-    local during = outages.steps_during(w.start, w["end"], steps)
-    w.steps = innermost(during)
+    w.steps = A(outages.during(w.start, w["end"], steps, run.hooks_run))
   end
   local down, longest = 0, 0
   for _, w in ipairs(union) do down = down + w.duration; if w.duration > longest then longest = w.duration end end
@@ -158,7 +156,7 @@ function M.analyse(run)
   end
   run.overall = { downtime = down, longest_outage = longest, windows = A(union), budget = budget, degradation = m,
                   name = M.ALL_PRODUCTS }
-  run.downtime_per_service = M.per_service(run.probe_reports, steps)
+  run.downtime_per_service = M.per_service(run.probe_reports, steps, run.hooks_run)
   -- Downtime per step, over all probes.
   local per_step = A {}
   for _, st in ipairs(steps) do

@@ -97,6 +97,20 @@ T.case("budgets pass, fail, or are skipped when they cannot be measured", functi
   T.eq(#outages.evaluate_budget(nil, { downtime = 1 }), 0)
 end)
 
+T.case("during: the innermost steps, then the hooks that ran (a hook runs between steps)", function()
+  local steps = { { id = 1, path = "4. controllers", start = 10, ["end"] = 30 },
+                  { id = 2, parent = 1, path = "4. controllers / restart a", start = 11, ["end"] = 20 },
+                  { id = 3, path = "5. computes", start = 40 } }
+  local hooks = { { name = "before", step = "4. controllers", start = 5, ["end"] = 9.5 },
+                  { name = "after", step = "4. controllers", start = 30, ["end"] = 39 } }
+  T.eq(table.concat(outages.during(6, 8, steps, hooks), "; "), "hook before (of 4. controllers)")
+  T.eq(table.concat(outages.during(8, 12, steps, hooks), "; "),
+    "4. controllers / restart a; hook before (of 4. controllers)")
+  T.eq(table.concat(outages.during(25, 45, steps, hooks), "; "),
+    "4. controllers; 5. computes; hook after (of 4. controllers)")
+  T.eq(#outages.during(8, 12, steps), 1, "without hooks: the steps alone")
+end)
+
 T.case("probe results: 401 is never ok, 5xx/4xx fail, timeouts are unknown", function()
   local function c(res, err, expect)
     local set

@@ -238,7 +238,7 @@ function Runbook:validation_setup(ctx, s)
     local p
     for _, q in ipairs(s.probes) do if q.name == name then p = q end end
     if not p then
-      local spec = { target = function() return self:guest_target(host) end,
+      local spec = { target = function() return self:guest_target(host) end, connect_timeout = 1,
                      user = function() return self.P.validation_user end,
                      key = function() return self.P.validation_key end }
       local login = probe_ssh.fn(spec)

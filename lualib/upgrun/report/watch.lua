@@ -12,19 +12,8 @@ local outages = require "upgrun.outages"
 local M = {}
 local A = json.array
 
-local function innermost(steps) return A(outages.innermost_paths(steps)) end
-
--- What ran during [t0, t1]: the innermost steps, and the hooks as
--- "hook NAME (of STEP)". A hook runs outside its step (before or after it).
-function M.during(run, t0, t1, steps)
-  local out = innermost(outages.steps_during(t0, t1, steps))
-  for _, h in ipairs(run.hooks_run or {}) do
-    if h.start and h.start <= t1 and (h["end"] or math.huge) >= t0 then
-      out[#out + 1] = string.format("hook %s (of %s)", h.name, tostring(h.step))
-    end
-  end
-  return out
-end
+-- What ran during [t0, t1]: the innermost steps and the hooks (upgrun.outages.during).
+function M.during(run, t0, t1, steps) return A(outages.during(t0, t1, steps, run.hooks_run)) end
 
 local function where_text(list) return #list > 0 and table.concat(list, ", ") or "(between steps)" end
 
