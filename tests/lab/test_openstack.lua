@@ -217,11 +217,12 @@ T.case("security groups: add/remove on a server with a port (the lab network)", 
   local inv = must(require("upgrun.yaml").decode_file(LAB .. "/inventory.yml")).all.vars
   local net = os.getenv("UPGRUN_LAB_SG_NETWORK") or inv.nova_network
   if not net or net == "none" then
-    io.write("skip add/remove security group: the lab runs without a network (neutron stub)\n")
+    -- the stub-Neutron lab (UPGRUN_LAB_NEUTRON=stub) refuses the call; the add/remove itself is
+    -- not tested there, so the case is reported skipped, not passed
     local r, err = conn.compute:add_security_group(created[1], "default")
     T.eq(r, nil); T.eq(err.kind, "http"); T.ok(err.status >= 400 and err.status < 500, tostring(err))
     T.ok(err.request_id)
-    return
+    T.skip("the lab runs without a network (Neutron stub): security groups apply to ports")
   end
   local function neutron(method, path, json)
     return conn.session:request({ service = "network", method = method, path = path, json = json })
