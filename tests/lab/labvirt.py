@@ -151,9 +151,15 @@ def boot(uuid, st):
     ncpu = os.cpu_count() or 1
     vcpus = max(1, int(st.get("vcpus") or 1))
     cpus = "0-%d" % (min(vcpus, ncpu) - 1)
-    env = ""
+    # a guest's root has a home of its own (empty): the host's /root/.bashrc, which bash
+    # sources for sshd's commands, is another machine's (pyenv's rehash there waits up to
+    # 60 s on a stale lock); sshd honours only the first SetEnv line, so one line
+    home = os.path.join(d, "home")
+    os.makedirs(home, exist_ok=True)
+    env = "SetEnv HOME=%s" % home
     if vcpus > ncpu:  # more vCPUs than this machine has: nproc honours OMP_NUM_THREADS
-        env = "SetEnv OMP_NUM_THREADS=%d\n" % vcpus
+        env += " OMP_NUM_THREADS=%d" % vcpus
+    env += "\n"
     with open(os.path.join(d, "sshd_config"), "w") as f:
         f.write("# sshd of lab guest %s (%s): key auth, root, its own address only\n"
                 "Port 22\nListenAddress %s\nHostKey %s\nPidFile none\nAuthorizedKeysFile %s\n"

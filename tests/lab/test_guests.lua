@@ -137,12 +137,14 @@ T.case("ssh into the guest: hostname = Nova's hostname, nproc = the flavor's vCP
   local want = s["OS-EXT-SRV-ATTR:hostname"] or (PREFIX .. "-srv-a")
   T.eq(want, (PREFIX .. "-srv-a"), "Nova sanitizes the name")
   local t0 = time.mono()
-  local r = ssh(ip, "hostname; nproc; cat /sys/class/net/eth0/address")
+  local r = ssh(ip, 'hostname; nproc; cat /sys/class/net/eth0/address; echo "$HOME"; ls -A "$HOME" | wc -l')
   timings.ssh = time.mono() - t0
   T.eq(r.status, 0, r.stderr)
-  local h, n, mac = r.stdout:match("^(%S+)\n(%d+)\n(%S+)")
+  local h, n, mac, home, nfiles = r.stdout:match("^(%S+)\n(%d+)\n(%S+)\n(%S+)\n%s*(%d+)")
   T.eq(h, want); T.eq(tonumber(n), 2)
   T.eq(mac, ports_of(id)[1].mac_address)
+  -- root's home is the guest's own and empty: the host's dotfiles (its ~/.bashrc) never run there
+  T.eq(home, LAB .. "/guests/" .. id .. "/home"); T.eq(tonumber(nfiles), 0)
   -- the wrong key is refused
   local r2 = must(proc.run({ "ip", "netns", "exec", NETNS, "ssh", "-i", "/dev/null", "-o", "BatchMode=yes",
     "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3",
