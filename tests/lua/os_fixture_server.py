@@ -15,7 +15,9 @@
 #   /_control                  POST JSON: settings (token_ttl, nova_max, broken=...);
 #                              servers_add {n, prefix, host} adds n ACTIVE servers (replies
 #                              their ids), servers_set {id: {field: value}} changes fields,
-#                              servers_remove [id...] makes servers vanish (the resource watch tests).
+#                              servers_remove [id...] makes servers vanish (the resource watch tests),
+#                              deleted_gets n: a deleted server answers status DELETED to its next
+#                              n GETs before its 404 (-1: for ever).
 # Every reply carries x-openstack-request-id "req-fixture-<n>".
 import json, os, sys, threading, time, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +29,7 @@ APP_SECRET = "fixture-app-secret"
 LOCK = threading.RLock()
 STATE = {
     "seq": 0, "tokens": {}, "requests": [], "token_ttl": 3600, "nova_max": "2.93",
-    "servers": {}, "images": {}, "services": None, "auths": 0,
+    "servers": {}, "images": {}, "services": None, "auths": 0, "deleted_gets": 0,
 }
 
 
@@ -309,12 +311,17 @@ class H(BaseHTTPRequestHandler):
                 srv["_gets"] += 1
                 if srv["status"] == "BUILD" and srv["_gets"] >= 2:
                     srv["status"], srv["OS-EXT-STS:task_state"] = "ACTIVE", None
-                if srv.get("_deleting"):
+                if srv.get("_deleting") and srv["_deleted_left"] != 0:
+                    # nova-compute's window between vm_state "deleted" and the record's end
+                    srv["_deleted_left"] -= 1
+                    srv["status"], srv["OS-EXT-STS:task_state"] = "DELETED", None
+                elif srv.get("_deleting"):
                     S.pop(sid, None)
                     return self.reply(404, fixture("nova_404"))
             return self.reply(200, {"server": self.server_doc(srv)})
         if len(parts) == 1 and self.command == "DELETE":
             srv["_deleting"] = True
+            srv["_deleted_left"] = int(STATE["deleted_gets"])
             return self.reply(204)
         if parts[1:] == ["action"]:
             action = next(iter(body))

@@ -381,6 +381,37 @@ T.case("nova: an old server gets its max microversion and the legacy forms", fun
   control({ nova_max = "2.93" })
 end)
 
+T.case("nova: a delete waits past status DELETED for the 404, within a bounded grace", function()
+  local function gets_of(id)
+    local n = 0
+    for _, r in ipairs(requests().requests) do
+      if r.method == "GET" and r.path:find(id, 1, true) then n = n + 1 end
+    end
+    return n
+  end
+  local function new_server(name)
+    return must(conn.compute:create_server({ name = name, image = "d49023c2-27bf-4926-8a35-5fb32b64cd2d",
+      flavor = "lab-tiny", networks = "none" }))
+  end
+  local grace = conn.compute.deleted_grace
+  conn.compute.deleted_grace = 0.6
+  control({ deleted_gets = 2 })
+  local s = new_server("del-window")
+  requests(true)
+  must(conn.compute:delete_server(s.id, { wait = true, timeout = 5 }))
+  T.eq(gets_of(s.id), 3) -- DELETED, DELETED, 404
+  local _, err = conn.compute:get_server(s.id)
+  T.eq(err.status, 404)
+  control({ deleted_gets = -1 })
+  s = new_server("del-stays")
+  local t0 = time.mono()
+  must(conn.compute:delete_server(s.id, { wait = true, timeout = 5 }))
+  local waited = time.mono() - t0
+  T.ok(waited >= 0.6 and waited < 4, "a record left DELETED ends the wait after the grace: " .. waited)
+  control({ deleted_gets = 0, servers_remove = { s.id } })
+  conn.compute.deleted_grace = grace
+end)
+
 local created = {}
 T.case("nova: create (host, hints, networks none, image by name), wait ACTIVE, host of server", function()
   requests(true)

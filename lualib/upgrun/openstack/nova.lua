@@ -58,6 +58,10 @@ function M.new(session, opts)
     wanted = opts.microversion or M.DEFAULT_MAX_MICROVERSION,
     wanted_min = opts.min_microversion,
     poll_interval = opts.poll_interval or 0.25,
+    -- Seconds a server answering status DELETED is polled further for its
+    -- 404: nova-compute saves vm_state "deleted" a moment before it
+    -- destroys the record, and a GET in between still answers the server.
+    deleted_grace = 10,
   }, Compute)
 end
 
@@ -474,18 +478,25 @@ function Compute:delete_server(id, opts)
   return true
 end
 
--- Waits until GET /servers/{id} answers 404 (or status DELETED).
+-- Waits until GET /servers/{id} answers 404. SOFT_DELETED (a deferred
+-- delete) is gone at once; DELETED is gone at its 404, or after
+-- self.deleted_grace seconds if the record stays.
 function Compute:wait_gone(id, timeout)
   id = id_of(id)
   local deadline = time.mono() + (timeout or 120)
   local interval = self.poll_interval
+  local deleted_until
   while true do
     local s, err = self:get_server(id)
     if not s then
       if err.status == 404 then return true end
       return nil, err
     end
-    if s.status == "DELETED" or s.status == "SOFT_DELETED" then return true end
+    if s.status == "SOFT_DELETED" then return true end
+    if s.status == "DELETED" then
+      deleted_until = deleted_until or math.min(deadline, time.mono() + self.deleted_grace)
+      if time.mono() >= deleted_until then return true end
+    end
     if time.mono() >= deadline then
       return nil, E.new("timeout", string.format("server %s still %s after %.1f s of waiting to be gone",
         id, tostring(s.status), timeout or 120), { server_id = id, status = s.status })
