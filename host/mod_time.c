@@ -55,11 +55,15 @@ static int l_sleep(lua_State *L) {
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
   uv_update_time(loop); /* the cached loop time may be stale after CPU work */
-  /* whole milliseconds, rounded up: a sleep shorter than 0.5 ms rounded to
+  /* whole milliseconds, rounded up (a sleep shorter than 0.5 ms rounded to
    * a 0 ms timer would return at once, and a caller sleeping until a due
-   * time would spin through loop iterations until it came */
+   * time would spin through loop iterations until it came), plus the one
+   * libuv's loop time may lose: it counts whole (coarse) milliseconds, so a
+   * timer of n ms set late in a millisecond may fire up to 1 ms before n ms
+   * have passed on upgrun_mono() */
   uint64_t ms = upgrun_ms(secs);
   if (secs > 0 && (double)ms < secs * 1000.0 && ms < UPGRUN_MS_MAX) ms++;
+  if (secs > 0 && ms < UPGRUN_MS_MAX) ms++;
   uv_timer_start(&s->timer, sleep_done, ms, 0);
   return upgrun_wait(L, &s->op);
 }

@@ -206,6 +206,20 @@ T.case("timers keep their schedule while another task sleeps 2 s", function()
   T.ok(worst < 0.1 * T.slack, string.format("worst jitter %.1f ms", worst * 1000))
 end)
 
+T.case("sleep(s) never returns before s has passed on the monotonic clock", function()
+  -- libuv's loop time is whole milliseconds, truncated: a timer of s ms set at
+  -- X.9 ms fires at X+s ms, 0.9 ms early, unless the sleep adds the one it may lose
+  local early, worst = 0, 0
+  for i = 1, 1000 do
+    local secs = (i % 3 + 1) / 1000 -- 1, 2, 3 ms: whole milliseconds, the case truncation cuts
+    local t0 = time.mono()
+    time.sleep(secs)
+    local short = secs - (time.mono() - t0)
+    if short > 0 then early = early + 1; worst = math.max(worst, short) end
+  end
+  T.eq(early, 0, string.format("sleeps that returned early (worst by %.3f ms)", worst * 1000))
+end)
+
 T.case("1000 tasks run concurrently", function()
   local tasks, t0 = {}, time.mono()
   for i = 1, 1000 do tasks[i] = task.spawn(function() time.sleep(0.1); return i end) end
