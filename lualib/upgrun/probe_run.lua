@@ -117,10 +117,10 @@ function ProbeRun:start(ctx, stage, current_step)
   self.loop = task.spawn_unwatched("probe " .. self.name, function()
     local k = 0
     while self.running do
-      -- Sleep until the slot is due. The loop's timers count whole
-      -- milliseconds on its cached clock and may fire up to ~1 ms early: a
-      -- slot less than EARLY away is due (sleeping again for that would
-      -- cost wake-ups for nothing; the sample is stamped when it is sent).
+      -- Sleep until the slot is due. time.sleep counts whole milliseconds
+      -- (rounded up, plus the one the loop's coarse clock may lose): a slot
+      -- less than EARLY away is due (sleeping again for that would cost
+      -- wake-ups for nothing; the sample is stamped when it is sent).
       local due = start_mono + k * p.interval
       local now = time.mono()
       while due - now > EARLY and self.running do
