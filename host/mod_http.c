@@ -32,12 +32,12 @@
  * callbacks, never from inside a curl callback. Header values are never
  * logged (tokens travel in X-Auth-Token).
  */
-#include "upgrun.h"
+#include "http_internal.h"
 #include "util.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,22 +48,7 @@
 #define DEFAULT_TIMEOUT 30.0
 #define MAX_TIMEOUT 1e6                /* seconds */
 #define MAX_BODY_LIMIT 1099511627776.0 /* 2^40 bytes */
-#define EASY_POOL_MAX 64
-
 /* ---- per-runtime state ------------------------------------------------ */
-
-typedef struct sock_watch sock_watch;
-
-typedef struct http_ctx {
-  upgrun_runtime *rt;
-  uv_loop_t *loop;
-  CURLM *multi;
-  uv_timer_t timer;          /* curl's single timeout */
-  int inflight;              /* easy handles in the multi */
-  sock_watch *watches;       /* every live uv_poll_t, for shutdown */
-  CURL *pool[EASY_POOL_MAX]; /* idle easy handles, reset, for reuse */
-  int npool;
-} http_ctx;
 
 /* One per socket curl asked us to watch; freed in the close callback. */
 struct sock_watch {
@@ -82,6 +67,7 @@ typedef struct {
 
 typedef struct http_op {
   upgrun_op op; /* first: the scheduler sees an upgrun_op */
+  http_xfer xfer;
   http_ctx *h;
   CURL *easy;
   struct curl_slist *req_headers;
@@ -244,8 +230,8 @@ static int curl_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
   return 0;
 }
 
-static void easy_release(http_ctx *h, CURL *e) {
-  if (h && h->npool < EASY_POOL_MAX) {
+void http_easy_release(http_ctx *h, CURL *e) {
+  if (h && h->npool < HTTP_EASY_POOL_MAX) {
     curl_easy_reset(e);
     h->pool[h->npool++] = e;
   } else {
@@ -254,7 +240,7 @@ static void easy_release(http_ctx *h, CURL *e) {
 }
 
 static void op_free(http_op *o) {
-  if (o->easy) easy_release(o->h, o->easy);
+  if (o->easy) http_easy_release(o->h, o->easy);
   curl_slist_free_all(o->req_headers);
   free(o->body.data);
   free(o->headers.data);
@@ -262,8 +248,8 @@ static void op_free(http_op *o) {
   free(o);
 }
 
-/* Collects finished transfers: records result and timings, detaches the
- * easy handle from the multi and wakes the task. */
+/* Collects finished transfers: detaches each easy handle from the multi and
+ * hands it to its owner (http_xfer.done). */
 static void check_multi_info(http_ctx *h) {
   CURLMsg *msg;
   int left;
@@ -271,24 +257,50 @@ static void check_multi_info(http_ctx *h) {
     if (msg->msg != CURLMSG_DONE) continue;
     CURL *e = msg->easy_handle;
     CURLcode rc = msg->data.result;
-    http_op *o = NULL;
-    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&o);
-    curl_off_t us = 0;
-    o->result = rc;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &o->status);
-    curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &us);
-    o->t_connect = (double)us / 1e6;
-    curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &us);
-    o->t_ttfb = (double)us / 1e6;
-    curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &us);
-    o->t_total = (double)us / 1e6;
-    curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &o->new_conns);
+    http_xfer *x = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
     curl_multi_remove_handle(h->multi, e);
     h->inflight--;
-    o->done = true;
-    upgrun_op_complete(&o->op);
+    x->done(x, e, rc);
   }
   update_timer_ref(h);
+}
+
+bool http_start(http_ctx *h, CURL *e) {
+  if (curl_multi_add_handle(h->multi, e) != CURLM_OK) return false;
+  h->inflight++;
+  update_timer_ref(h);
+  /* Start the transfer now rather than on curl's 0 ms timer at the next
+   * loop iteration (a probe sample then costs one loop iteration less).
+   * This is not inside a curl callback; the transfers it completes only
+   * queue their tasks or records. */
+  int running;
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_multi_info(h);
+  return true;
+}
+
+void http_abandon(http_ctx *h, CURL *e) {
+  curl_multi_remove_handle(h->multi, e);
+  h->inflight--;
+  update_timer_ref(h);
+}
+
+/* A request's transfer finished: records result and timings, wakes the task. */
+static void op_done(http_xfer *x, CURL *e, CURLcode rc) {
+  http_op *o = (http_op *)((char *)x - offsetof(http_op, xfer));
+  curl_off_t us = 0;
+  o->result = rc;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &o->status);
+  curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &us);
+  o->t_connect = (double)us / 1e6;
+  curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &us);
+  o->t_ttfb = (double)us / 1e6;
+  curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &us);
+  o->t_total = (double)us / 1e6;
+  curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &o->new_conns);
+  o->done = true;
+  upgrun_op_complete(&o->op);
 }
 
 /* ---- the per-runtime context ----------------------------------------- */
@@ -310,8 +322,7 @@ static void ctx_shutdown(void *ud) {
   if (--global_refs == 0) curl_global_cleanup();
 }
 
-/* The runtime's context, created on first use; NULL if out of memory. */
-static http_ctx *get_ctx(lua_State *L) {
+http_ctx *http_ctx_get(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, HTTP_CTX_KEY);
   http_ctx *h = lua_touserdata(L, -1);
   lua_pop(L, 1);
@@ -386,9 +397,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
 
 /* ---- results ---------------------------------------------------------- */
 
-static const char *error_kind(const http_op *o) {
-  if (o->too_large) return "too_large";
-  switch (o->result) {
+const char *http_error_kind(bool too_large, CURLcode rc) {
+  if (too_large) return "too_large";
+  switch (rc) {
   case CURLE_OPERATION_TIMEDOUT:
     return "timeout";
   case CURLE_COULDNT_CONNECT:
@@ -435,7 +446,7 @@ static int http_push(lua_State *L, upgrun_op *op) {
   http_op *o = (http_op *)op;
   int n;
   if (o->result != CURLE_OK || o->too_large) {
-    const char *kind = error_kind(o);
+    const char *kind = http_error_kind(o->too_large, o->result);
     char detail[CURL_ERROR_SIZE + 64];
     if (strcmp(kind, "too_large") == 0)
       snprintf(detail, sizeof detail,
@@ -496,12 +507,7 @@ static int http_push(lua_State *L, upgrun_op *op) {
  * connection whose response was not read to the end. */
 static void http_cancel(upgrun_op *op) {
   http_op *o = (http_op *)op;
-  if (o->easy && !o->done) {
-    http_ctx *h = o->h;
-    curl_multi_remove_handle(h->multi, o->easy);
-    h->inflight--;
-    update_timer_ref(h);
-  }
+  if (o->easy && !o->done) http_abandon(o->h, o->easy);
   op_free(o);
 }
 
@@ -597,13 +603,14 @@ static CURL *easy_get(http_ctx *h) {
   return curl_easy_init();
 }
 
-/* stack: opts table at idx. Starts the transfer and yields. */
-static int do_request(lua_State *L, int idx) {
-  upgrun_check_cancelled(L);
+CURL *http_easy_new(lua_State *L, int idx, http_ctx *h, http_conf *c) {
   luaL_checktype(L, idx, LUA_TTABLE);
   size_t url_len, body_len = 0;
   const char *url = util_opt_string(L, idx, "url", NULL, &url_len);
-  if (!url) return util_field_error(L, "url", "string expected");
+  if (!url) {
+    util_field_error(L, "url", "string expected");
+    return NULL; /* (not reached: it raises) */
+  }
   const char *method = util_opt_string(L, idx, "method", "GET", NULL);
   const char *body = util_opt_string(L, idx, "body", NULL, &body_len);
   double timeout = util_opt_number(L, idx, "timeout", DEFAULT_TIMEOUT);
@@ -624,41 +631,33 @@ static int do_request(lua_State *L, int idx) {
   if (!(max_body >= 0 && max_body <= MAX_BODY_LIMIT))
     util_field_error(L, "max_body", "must be >= 0 and <= 2^40");
   size_t mlen = strlen(method);
-  if (mlen == 0 || mlen >= sizeof(((http_op *)0)->method))
+  if (mlen == 0 || mlen >= sizeof c->method)
     util_field_error(L, "method", "invalid method");
   for (size_t i = 0; i < mlen; i++)
     if (!isupper((unsigned char)method[i]))
       util_field_error(L, "method", "expected an upper-case token like GET");
-  http_ctx *h = get_ctx(L);
-  if (!h) return luaL_error(L, "upgrun.http: cannot initialise libcurl");
   struct curl_slist *hdrs = build_headers(L, idx, body != NULL);
   char *url_safe = url_without_credentials(url);
   if (!url_safe) {
     curl_slist_free_all(hdrs);
-    return util_field_error(L, "url", "not a valid absolute URL");
+    util_field_error(L, "url", "not a valid absolute URL");
+    return NULL;
   }
-  http_op *o = calloc(1, sizeof *o);
-  CURL *e = o ? easy_get(h) : NULL;
-  if (!o || !e) {
-    free(o);
+  CURL *e = easy_get(h);
+  if (!e) {
     free(url_safe);
     curl_slist_free_all(hdrs);
-    return luaL_error(L, "out of memory");
+    luaL_error(L, "out of memory");
+    return NULL;
   }
-  o->op.push = http_push;
-  o->op.cancel = http_cancel;
-  o->h = h;
-  o->easy = e;
-  o->req_headers = hdrs;
-  o->url_safe = url_safe;
-  o->max_body = (size_t)max_body;
-  o->status_only = status_only;
-  memcpy(o->method, method, mlen + 1);
+  c->headers = hdrs;
+  c->url_safe = url_safe;
+  c->max_body = (size_t)max_body;
+  c->status_only = status_only;
+  memcpy(c->method, method, mlen + 1);
 
   curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_PRIVATE, o);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, o->errbuf);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, curl_closesocket_cb);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
@@ -667,14 +666,10 @@ static int do_request(lua_State *L, int idx) {
   curl_easy_setopt(e, CURLOPT_PROXY, proxy ? proxy : "");
   curl_easy_setopt(e, CURLOPT_NOPROXY, noproxy);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "upgrun/" UPGRUN_VERSION);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, o);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, o);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)upgrun_ms(timeout));
   if (ctimeout > 0)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)upgrun_ms(ctimeout));
-  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_body);
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
   if (cacert) curl_easy_setopt(e, CURLOPT_CAINFO, cacert);
@@ -691,23 +686,47 @@ static int do_request(lua_State *L, int idx) {
   } else if (strcmp(method, "GET") != 0) {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
   }
-  CURLMcode mc = curl_multi_add_handle(h->multi, e);
-  if (mc != CURLM_OK) {
+  return e;
+}
+
+/* stack: opts table at idx. Starts the transfer and yields. */
+static int do_request(lua_State *L, int idx) {
+  upgrun_check_cancelled(L);
+  http_ctx *h = http_ctx_get(L);
+  if (!h) return luaL_error(L, "upgrun.http: cannot initialise libcurl");
+  http_conf c = {0};
+  CURL *e = http_easy_new(L, idx, h, &c);
+  http_op *o = e ? calloc(1, sizeof *o) : NULL;
+  if (!o) {
+    if (e) http_easy_release(h, e);
+    free(c.url_safe);
+    curl_slist_free_all(c.headers);
+    return luaL_error(L, "out of memory");
+  }
+  o->op.push = http_push;
+  o->op.cancel = http_cancel;
+  o->xfer.done = op_done;
+  o->h = h;
+  o->easy = e;
+  o->req_headers = c.headers;
+  o->url_safe = c.url_safe;
+  o->max_body = c.max_body;
+  o->status_only = c.status_only;
+  memcpy(o->method, c.method, sizeof o->method);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, &o->xfer);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, o->errbuf);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, o);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, o);
+  if (!http_start(h, e)) {
     o->easy = NULL;
     curl_easy_cleanup(e);
     op_free(o);
-    return luaL_error(L, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+    return luaL_error(L, "curl_multi_add_handle failed");
   }
-  h->inflight++;
-  update_timer_ref(h);
-  /* Start the transfer now rather than on curl's 0 ms timer at the next
-   * loop iteration (a probe sample then costs one loop iteration less).
-   * This is not inside a curl callback; other transfers it completes only
-   * queue their tasks. One that completes this one at once (refused) is
-   * handed back without waiting: its op has no task yet. */
-  int running;
-  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  check_multi_info(h);
+  /* One that completed at once (refused) is handed back without waiting:
+   * its op has no task yet. */
   if (o->done) return http_push(L, &o->op);
   /* If the task is already cancelled, upgrun_wait cancels o. */
   return upgrun_wait(L, &o->op);
@@ -737,8 +756,11 @@ static int l_get(lua_State *L) {
 }
 
 int luaopen_upgrun_http(lua_State *L) {
-  static const luaL_Reg fns[] = {
-      {"request", l_request}, {"get", l_get}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"request", l_request},
+                                 {"get", l_get},
+                                 {"sampler", http_sampler_open},
+                                 {NULL, NULL}};
+  http_sampler_register(L);
   luaL_newlib(L, fns);
   return 1;
 }

@@ -62,16 +62,20 @@ function M.classify(res, err, expect_set)
     return "fail", nil, "error", err and tostring(err) or "the probe returned false"
   end
   if type(res) == "table" and math.type(res.status) == "integer" then
-    local st = res.status
-    if st == 401 then return "fail", st, "http", "401 Unauthorized is never ok" end
-    if expect_set then
-      if expect_set[st] then return "ok", st end
-      return "fail", st, "http", "unexpected status " .. st
-    end
-    if st >= 200 and st < 400 then return "ok", st end
-    return "fail", st, "http", "status " .. st
+    return M.classify_status(res.status, expect_set)
   end
   return "ok"
+end
+
+-- Classifies an HTTP status (the same four values as classify).
+function M.classify_status(st, expect_set)
+  if st == 401 then return "fail", st, "http", "401 Unauthorized is never ok" end
+  if expect_set then
+    if expect_set[st] then return "ok", st end
+    return "fail", st, "http", "unexpected status " .. st
+  end
+  if st >= 200 and st < 400 then return "ok", st end
+  return "fail", st, "http", "status " .. st
 end
 
 -- A probe function for one HTTP request (upgrun.http):
@@ -81,11 +85,16 @@ end
 -- the headers (e.g. a fresh token). The function returns the response's
 -- {status=} alone (upgrun.http's status_only: the classification needs
 -- nothing else, and no headers or body are kept per sample).
+-- The request of a probe function made by M.http with fixed headers (the
+-- same request every time: upgrun.probe_run samples it in C), else nil.
+local fixed_requests = setmetatable({}, { __mode = "k" })
+function M.request_of(fn) return fixed_requests[fn] end
+
 function M.http(spec)
   assert(type(spec) == "table" and type(spec.url) == "string", "probe.http needs {url = ...}")
   local http
   local fixed -- the request, built once when nothing in it changes per sample
-  return function(ctx, p)
+  local fn = function(ctx, p)
     http = http or require "upgrun.http"
     local headers = spec.headers
     if type(headers) == "function" then
@@ -98,6 +107,11 @@ function M.http(spec)
     if type(spec.headers) ~= "function" then fixed = req end
     return http.request(req)
   end
+  if type(spec.headers) ~= "function" then
+    fixed_requests[fn] = { method = spec.method or "GET", url = spec.url, headers = spec.headers, body = spec.body,
+                           timeout = spec.timeout } -- (nil: the probe's)
+  end
+  return fn
 end
 
 -- Creates a probe from its declaration (see docs/scenarios.md):
@@ -138,9 +152,6 @@ function M.new(spec)
   -- task is needed per sample (upgrun.probe_run).
   p.self_timed = spec.http and (not spec.http.timeout or spec.http.timeout <= p.timeout) or nil
   if spec.ssh then p.self_timed = true end -- connect + command bounded by p.timeout (upgrun.probe_ssh)
-  -- Nothing of the scenario's runs in the sample of an http probe whose
-  -- headers are fixed: its task can go without the count hook.
-  p.library_fn = spec.http and type(spec.http.headers) ~= "function" or nil
   p.max_in_flight = spec.max_in_flight or math.min(16, math.ceil(p.timeout / p.interval) + 1)
   p.expect = spec.expect or p.expect
   p.expect_set = status_set(p.expect)

@@ -227,6 +227,153 @@ T.case("misuse raises", function()
   T.raises("method", http.request, { url = srv.base, method = "get" })
 end)
 
+-- ---- upgrun.http.sampler: the C-side probe sampler -------------------------
+
+-- Takes every sample of `sp` until it can produce no more (it must have been
+-- stopped or be stopped by `until_fn`), as tables in take order.
+local function take_all(sp, until_fn)
+  local out = {}
+  while true do
+    local n = sp:take(2)
+    for i = 1, n do
+      local seq, mark, t_send, wall, t_end, status, kind, message = sp:get(i)
+      out[#out + 1] = { seq = seq, mark = mark, t_send = t_send, wall = wall, t_end = t_end, status = status,
+                        kind = kind, message = message }
+    end
+    if until_fn and until_fn(out) then sp:stop(); until_fn = nil end
+    if n == 0 and not until_fn and sp:in_flight() == 0 then return out end
+  end
+end
+
+local SLACK = T.valgrind and 20 or 1
+
+T.case("sampler: one request per interval on one kept-alive connection, seq contiguous, marks at send", function()
+  local before = stats(srv)
+  local sp = http.sampler { url = srv.base .. "/status/200", interval = 0.02, timeout = 5 * SLACK, batch = 0.05 }
+  local t0 = time.mono()
+  sp:start(7)
+  local marked = false
+  local recs = take_all(sp, function(out)
+    if not marked and #out >= 20 then sp:mark(8); marked = time.mono() end
+    return #out >= 40
+  end)
+  local t1 = time.mono()
+  T.ok(#recs >= 40, "got " .. #recs)
+  table.sort(recs, function(a, b) return a.seq < b.seq end)
+  local saw8 = false
+  for i, r in ipairs(recs) do
+    T.eq(r.seq, i, "seq contiguous")
+    T.eq(r.kind, nil, r.message); T.eq(r.status, 200)
+    T.ok(r.t_send >= t0 and r.t_end >= r.t_send and r.t_end <= t1, "stamps inside the run")
+    T.ok(math.abs(r.wall - time.now()) < 60, "wall is epoch seconds")
+    if r.mark == 8 then saw8 = true; T.ok(r.t_send >= marked, "mark 8 only after mark(8)") else T.eq(r.mark, 7) end
+    -- the schedule (slot 1 is sent by start()): never before its slot (at
+    -- most 1 ms early: no burst) and, off valgrind, none lost on an idle loop
+    local since = r.t_send - recs[1].t_send
+    T.ok(since >= (i - 1) * 0.02 - 0.0011, "slot " .. i .. " sent early: " .. since)
+    T.near(since, (i - 1) * 0.02, 0.02 * SLACK + 0.002, "on the schedule")
+  end
+  T.ok(saw8, "later samples carry the new mark")
+  local after = stats(srv)
+  T.ok(after.requests - before.requests >= 40, "requests")
+  T.ok(after.connections - before.connections <= 1, "kept alive (the cache is upgrun.http's, shared): "
+       .. (after.connections - before.connections) .. " new connections")
+  sp:close()
+  T.raises("closed", sp.start, sp)
+end)
+
+T.case("sampler: faults give the request's error kinds, statuses are answers, no credentials", function()
+  local function one(spec)
+    spec.interval, spec.timeout = spec.interval or 10, spec.timeout or 5
+    local sp = http.sampler(spec)
+    sp:start(1)
+    sp:stop() -- one slot was sent at start
+    local recs = take_all(sp)
+    sp:close()
+    T.eq(#recs, 1)
+    return recs[1]
+  end
+  local r = one { url = srv.base .. "/status/503" }
+  T.eq(r.status, 503); T.eq(r.kind, nil)
+  r = one { url = "http://user:pw-secret@127.0.0.1:" .. srv.dead .. "/x" }
+  T.eq(r.kind, "connect")
+  T.ok(r.message:find("127.0.0.1:" .. srv.dead, 1, true) and not r.message:find("pw-secret", 1, true), r.message)
+  r = one { url = srv.base .. "/delay?s=3", timeout = 0.3 }
+  T.eq(r.kind, "timeout")
+  T.ok(r.t_end - r.t_send >= 0.29 and r.t_end - r.t_send < 1.5 * SLACK, "bounded by the timeout")
+  r = one { url = srv.base .. "/big?n=200000", max_body = 100000 }
+  T.eq(r.kind, "too_large"); T.ok(r.message:find("/big?n=200000", 1, true), r.message)
+  r = one { url = srv.base .. "/bigchunked?n=5000000", max_body = 100000 }
+  T.eq(r.kind, "too_large"); T.ok(r.message:find("max_body", 1, true), r.message)
+  T.eq(one({ url = srv.base .. "/close" }).kind, "closed")
+  r = one { url = srv.base .. "/echo", method = "POST", body = "x", headers = { ["X-Auth-Token"] = "t" } }
+  T.eq(r.status, 200); T.eq(r.kind, nil)
+end)
+
+T.case("sampler: a slot that finds max_in_flight outstanding is skipped, never sent", function()
+  local before = stats(srv)
+  local sp = http.sampler { url = srv.base .. "/delay?s=0.5", interval = 0.05, max_in_flight = 2, timeout = 5 * SLACK }
+  sp:start(1)
+  local most = 0
+  local recs = take_all(sp, function(out)
+    most = math.max(most, sp:in_flight())
+    return #out >= 12
+  end)
+  sp:close()
+  local skipped, answered = 0, 0
+  for _, r in ipairs(recs) do
+    if r.kind == "skipped" then
+      skipped = skipped + 1
+      T.eq(r.t_end, r.t_send)
+    else
+      answered = answered + 1
+      T.eq(r.status, 200)
+    end
+  end
+  T.ok(most <= 2, "in flight " .. most)
+  T.ok(skipped >= 6, "skipped " .. skipped)
+  T.eq(stats(srv).requests - before.requests, answered + 1, "only the answered ones reached the server (+ /stats)")
+end)
+
+T.case("sampler: cut ends what is in flight (in send order); close wakes a waiting task", function()
+  local before = stats(srv)
+  local sp = http.sampler { url = srv.base .. "/delay?s=5", interval = 0.05, max_in_flight = 3, timeout = 10 }
+  sp:start(4)
+  T.wait_until(function() return sp:in_flight() == 3 end, 5 * SLACK, "3 in flight")
+  sp:stop()
+  local cut = sp:cut()
+  T.eq(#cut, 3); T.eq(sp:in_flight(), 0)
+  for i, c in ipairs(cut) do
+    T.eq(c[1], i); T.eq(c[2], 4)
+    if i > 1 then T.ok(c[3] > cut[i - 1][3]) end
+  end
+  T.wait_until(function() return stats(srv).aborted - before.aborted == 3 end, 10 * SLACK,
+               "the server saw the 3 connections closed")
+  -- a task waiting in take() gets 0 when the sampler is closed
+  local sp2 = http.sampler { url = srv.base .. "/delay?s=5", interval = 10, timeout = 10 }
+  sp2:start(1)
+  local entered = false
+  local waiter = task.spawn("waiter", function() entered = true; return sp2:take(30) end)
+  -- (entered and take() run in one slice: once entered, the waiter waits in take())
+  T.wait_until(function() return entered end, 5 * SLACK, "the waiter in take()")
+  T.eq(sp2:in_flight(), 1)
+  sp2:close()
+  local ok, n = waiter:join(5)
+  T.ok(ok, tostring(n)); T.eq(n, 0)
+  sp:close(); sp:close() -- twice is harmless
+end)
+
+T.case("sampler: bad options name the field", function()
+  T.raises("interval", http.sampler, { url = srv.base })
+  T.raises("interval", http.sampler, { url = srv.base, interval = 0 })
+  T.raises("max_in_flight", http.sampler, { url = srv.base, interval = 1, max_in_flight = 1025 })
+  T.raises("max_in_flight", http.sampler, { url = srv.base, interval = 1, max_in_flight = 1.5 })
+  T.raises("batch", http.sampler, { url = srv.base, interval = 1, batch = -1 })
+  T.raises("url", http.sampler, { interval = 1 })
+  T.raises("timeout", http.sampler, { url = srv.base, interval = 1, timeout = 0 })
+  T.raises("no such sample", function() local sp = http.sampler { url = srv.base, interval = 1 }; sp:get(1) end)
+end)
+
 T.case("TLS: self-signed server fails verification; cacert= makes it pass", function()
   local dir = assert(proc.run({ "mktemp", "-d" }, { timeout = 10, check = true })).stdout:gsub("%s+$", "")
   local cert, key = dir .. "/cert.pem", dir .. "/key.pem"

@@ -1,7 +1,8 @@
 -- test_probe_truth — measurement truth. outage_server.py (a real HTTP server
 -- on 127.0.0.1) follows random schedules of outages (refused, 503, hang past
 -- the probe timeout; 50 ms to 5 s) and reports when each really began and
--- ended on CLOCK_MONOTONIC. Open-loop probes at 20 Hz and 100 Hz must report
+-- ended on CLOCK_MONOTONIC. Open-loop probes at 20 Hz and 100 Hz (http
+-- probes, sampled in C) and at 20 Hz (a function probe: a task per sample) must report
 -- every outage of >= 2 sampling gaps within ±(gap + 20 ms) at both ends, and
 -- no outage where there was none. Then attribution: steps that sleep known
 -- times, an outage inside one of them, and the report names that step.
@@ -32,12 +33,19 @@ local function start_server(args)
   return p, port
 end
 
-local function new_probe(name, rate, port)
+-- An http probe, or (as_function) the same request from a function probe.
+local function new_probe(name, rate, port, as_function)
+  local http = { url = "http://127.0.0.1:" .. port .. "/", expect = { 200 } }
+  local fn
+  if as_function then
+    local f = probe.http(http)
+    fn = function(ctx, p) return f(ctx, p) end -- (not probe.http's own: a task per sample)
+  end
   return probe.new {
     name = name, interval = 1 / rate, timeout = PROBE_TIMEOUT,
     -- enough slots that a hang never starves the sampling (see docs)
     max_in_flight = math.ceil(PROBE_TIMEOUT * rate) + 4,
-    http = { url = "http://127.0.0.1:" .. port .. "/", expect = { 200 } },
+    http = not as_function and http or nil, fn = fn, expect = { 200 },
   }
 end
 
@@ -88,8 +96,11 @@ local function run_schedule(seed)
   local t0 = time.mono() + 0.4
   local srv, port = start_server { "--t0", string.format("%.6f", t0), "--seed", seed,
                                    "--length", LENGTH, "--hold", PROBE_TIMEOUT + 0.5 }
-  local probes = { probe_run.new(new_probe("20Hz", 20, port), tl), probe_run.new(new_probe("100Hz", 100, port), tl) }
+  local probes = { probe_run.new(new_probe("20Hz", 20, port), tl), probe_run.new(new_probe("100Hz", 100, port), tl),
+                   probe_run.new(new_probe("20Hz task", 20, port, true), tl) }
   for _, p in ipairs(probes) do p:start(nil, "test") end
+  -- each path is the one meant
+  assert(probes[1].sampler and probes[2].sampler and not probes[3].sampler, "sampled in C: the http probes only")
   local line = srv:read_line(LENGTH + 15)
   for _, p in ipairs(probes) do p:stop() end
   for _, p in ipairs(probes) do p:drain(PROBE_TIMEOUT + 1) end
@@ -114,8 +125,8 @@ local function run_schedule(seed)
 end
 
 T.case(string.format("%d random schedules: 20 Hz and 100 Hz probes match the truth", SCHEDULES), function()
-  local all, worst, n_out = {}, { ["20Hz"] = 0, ["100Hz"] = 0 }, 0
-  local rates = { ["20Hz"] = {}, ["100Hz"] = {} }
+  local all, worst, n_out = {}, { ["20Hz"] = 0, ["100Hz"] = 0, ["20Hz task"] = 0 }, 0
+  local rates = { ["20Hz"] = {}, ["100Hz"] = {}, ["20Hz task"] = {} }
   local seed0 = tonumber(os.getenv("UPGRUN_TRUTH_SEED") or "") or os.time()
   local i = 0
   while i < SCHEDULES do
@@ -135,8 +146,9 @@ T.case(string.format("%d random schedules: 20 Hz and 100 Hz probes match the tru
     end
     i = i + #batch
   end
-  io.write(string.format("     seeds %d..%d: %d true outages; worst boundary error 20 Hz %.1f ms, 100 Hz %.1f ms\n",
-    seed0 + 1, seed0 + SCHEDULES, n_out, worst["20Hz"] * 1000, worst["100Hz"] * 1000))
+  io.write(string.format("     seeds %d..%d: %d true outages; worst boundary error 20 Hz %.1f ms, 100 Hz %.1f ms, "
+    .. "20 Hz (function probe) %.1f ms\n", seed0 + 1, seed0 + SCHEDULES, n_out, worst["20Hz"] * 1000,
+    worst["100Hz"] * 1000, worst["20Hz task"] * 1000))
   for name, r in pairs(rates) do
     if #r > 0 then
       io.write(string.format("     %s achieved rate %.1f..%.1f/s\n", name, math.min(table.unpack(r)),
