@@ -25,17 +25,22 @@
  *                    for a slot not sent, else the error kind (timeout,
  *                    connect, tls, closed, protocol, too_large) with message
  *   s:in_flight()    how many are outstanding
+ *   s:engine()       "lite" (http_lite.c: plain http://, no proxy, no
+ *                    connect_timeout, no user:password; lite = false
+ *                    turns it off) or "curl" (the shared libcurl multi)
  *   list = s:cut()   ends the transfers in flight now: {{seq, mark, t_send,
  *                    wall}, ...} in send order, for the caller to record
  *   s:close()        stops, cuts, frees (also at garbage collection)
  *
  * Headers and body are counted (max_body holds) but not kept: the response
  * is its status alone, as with request{status_only = true}. Every sample is
- * bounded by the request's timeout (curl's). Send stamps are taken when the
+ * bounded by the request's timeout. Each slot keeps its own connection
+ * (http_lite) or shares curl's connection cache. Send stamps are taken when the
  * request is handed to curl; a slot less than 1 ms away when the timer fires
  * is due (libuv's loop clock counts whole milliseconds).
  */
 #include "http_internal.h"
+#include "http_lite.h"
 #include "util.h"
 
 #include <math.h>
@@ -66,7 +71,8 @@ typedef struct {
 typedef struct {
   http_xfer xfer;
   sampler *s;
-  CURL *easy;
+  CURL *easy;      /* curl's way */
+  lite_conn *lite; /* or http_lite's */
   bool busy;
   bool too_large;
   uint64_t seq;
@@ -87,7 +93,8 @@ typedef struct {
 struct sampler {
   http_ctx *h;
   http_conf conf;
-  CURL *tmpl; /* configured once; slots are duplicates of it */
+  CURL *tmpl;   /* configured once; slots are duplicates of it */
+  lite_req *rq; /* non-NULL: the slots use http_lite instead */
   uv_timer_t tick, wake;
   double interval, batch, start;
   uint64_t k, seq;
@@ -181,31 +188,71 @@ static void add_record(sampler *s, rec *from) {
   ready_changed(s);
 }
 
-static void slot_done(http_xfer *x, CURL *e, CURLcode rc) {
-  slot *sl = (slot *)x;
+/* A slot's request ended: its record (message: malloc'd or NULL). */
+static void slot_finished(slot *sl, long status, const char *kind,
+                          char *message) {
   sampler *s = sl->s;
   rec r = {.seq = sl->seq,
            .mark = sl->mark,
            .t_send = sl->t_send,
            .wall = sl->wall,
-           .t_end = upgrun_mono()};
-  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r.status);
-  if (rc != CURLE_OK || sl->too_large) {
-    r.kind = http_error_kind(sl->too_large, rc);
-    const char *detail = sl->errbuf[0] ? sl->errbuf : curl_easy_strerror(rc);
-    char buf[CURL_ERROR_SIZE + 512];
-    if (sl->too_large)
-      snprintf(buf, sizeof buf,
-               "response body larger than max_body (%zu bytes) (%s %s)",
-               s->conf.max_body, s->conf.method, s->conf.url_safe);
-    else
-      snprintf(buf, sizeof buf, "%s (%s %s)", detail, s->conf.method,
-               s->conf.url_safe);
-    r.message = strdup(buf);
-  }
+           .t_end = upgrun_mono(),
+           .status = status,
+           .kind = kind,
+           .message = message};
   sl->busy = false;
   s->in_flight--;
   add_record(s, &r);
+}
+
+static void slot_done(http_xfer *x, CURL *e, CURLcode rc) {
+  slot *sl = (slot *)x;
+  sampler *s = sl->s;
+  long status = 0;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  if (rc == CURLE_OK && !sl->too_large) {
+    slot_finished(sl, status, NULL, NULL);
+    return;
+  }
+  const char *detail = sl->errbuf[0] ? sl->errbuf : curl_easy_strerror(rc);
+  char buf[CURL_ERROR_SIZE + 512];
+  if (sl->too_large)
+    snprintf(buf, sizeof buf,
+             "response body larger than max_body (%zu bytes) (%s %s)",
+             s->conf.max_body, s->conf.method, s->conf.url_safe);
+  else
+    snprintf(buf, sizeof buf, "%s (%s %s)", detail, s->conf.method,
+             s->conf.url_safe);
+  slot_finished(sl, status, http_error_kind(sl->too_large, rc), strdup(buf));
+}
+
+static void lite_done(void *ud, long status, const char *kind,
+                      const char *message) {
+  slot_finished(ud, status, kind, message ? strdup(message) : NULL);
+}
+
+/* Starts the slot's request; false if it could not be started. */
+static bool slot_start(sampler *s, slot *sl) {
+  if (s->rq) {
+    if (!sl->lite) sl->lite = lite_conn_new(s->h->loop, s->rq, lite_done, sl);
+    if (!sl->lite) return false;
+    lite_send(sl->lite);
+    return true;
+  }
+  if (!sl->easy) {
+    sl->easy = curl_easy_duphandle(s->tmpl);
+    if (!sl->easy) return false;
+    curl_easy_setopt(sl->easy, CURLOPT_PRIVATE, &sl->xfer);
+    curl_easy_setopt(sl->easy, CURLOPT_ERRORBUFFER, sl->errbuf);
+    curl_easy_setopt(sl->easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(sl->easy, CURLOPT_WRITEDATA, sl);
+    curl_easy_setopt(sl->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(sl->easy, CURLOPT_HEADERDATA, sl);
+  }
+  sl->too_large = false;
+  sl->body_seen = 0;
+  sl->errbuf[0] = '\0';
+  return http_start(s->h, sl->easy);
 }
 
 static void send_one(sampler *s) {
@@ -224,37 +271,15 @@ static void send_one(sampler *s) {
     add_record(s, &r);
     return;
   }
-  if (!sl->easy) {
-    sl->easy = curl_easy_duphandle(s->tmpl);
-    if (!sl->easy) return; /* out of memory: the slot is not sent */
-    curl_easy_setopt(sl->easy, CURLOPT_PRIVATE, &sl->xfer);
-    curl_easy_setopt(sl->easy, CURLOPT_ERRORBUFFER, sl->errbuf);
-    curl_easy_setopt(sl->easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(sl->easy, CURLOPT_WRITEDATA, sl);
-    curl_easy_setopt(sl->easy, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(sl->easy, CURLOPT_HEADERDATA, sl);
-  }
   sl->busy = true;
-  sl->too_large = false;
-  sl->body_seen = 0;
-  sl->errbuf[0] = '\0';
   sl->seq = s->seq;
   sl->mark = s->mark;
   sl->t_send = now;
   sl->wall = upgrun_wall();
   s->in_flight++;
-  if (!http_start(s->h, sl->easy)) {
-    sl->busy = false;
-    s->in_flight--;
-    rec r = {.seq = s->seq,
-             .mark = s->mark,
-             .t_send = now,
-             .wall = sl->wall,
-             .t_end = now,
-             .kind = "protocol",
-             .message = strdup("curl_multi_add_handle failed")};
-    add_record(s, &r);
-  }
+  /* (it may end at once: a refused connection) */
+  if (!slot_start(s, sl))
+    slot_finished(sl, 0, "protocol", strdup("cannot start a transfer"));
 }
 
 static void on_tick(uv_timer_t *t);
@@ -306,7 +331,10 @@ static int cut_in_flight(sampler *s, slot **out) {
   for (int i = 0; i < s->nslots; i++) {
     slot *sl = &s->slots[i];
     if (!sl->busy) continue;
-    http_abandon(s->h, sl->easy);
+    if (sl->lite)
+      lite_abandon(sl->lite);
+    else
+      http_abandon(s->h, sl->easy);
     sl->busy = false;
     s->in_flight--;
     if (out) out[n++] = sl;
@@ -332,8 +360,11 @@ static void sampler_close(sampler *s) {
     w->s = NULL;
     s->waiter = NULL;
   }
-  for (int i = 0; i < s->nslots; i++)
+  for (int i = 0; i < s->nslots; i++) {
     if (s->slots[i].easy) curl_easy_cleanup(s->slots[i].easy);
+    lite_conn_free(s->slots[i].lite);
+  }
+  lite_req_free(s->rq); /* (its connections are closed: nothing reads it) */
   free(s->slots);
   s->slots = NULL;
   curl_easy_cleanup(s->tmpl);
@@ -353,12 +384,22 @@ int http_sampler_open(lua_State *L) {
   double interval = util_opt_number(L, 1, "interval", -1);
   if (!(interval > 0 && interval <= 1e6))
     util_field_error(L, "interval", "must be > 0 and <= 1e6");
-  double mif = util_opt_number(L, 1, "max_in_flight", MAX_SLOTS);
+  double mif = util_opt_number(L, 1, "max_in_flight", 16);
   if (!(mif >= 1 && mif <= MAX_SLOTS && mif == floor(mif)))
     util_field_error(L, "max_in_flight", "must be an integer from 1 to 1024");
   double batch = util_opt_number(L, 1, "batch", 0.1);
   if (!(batch >= 0 && batch <= 60))
     util_field_error(L, "batch", "must be >= 0 and <= 60");
+  /* http_lite where it means what curl would do (see http_lite.c) */
+  bool lite = util_opt_bool(L, 1, "lite", true) &&
+              lua_getfield(L, 1, "proxy") == LUA_TNIL &&
+              lua_getfield(L, 1, "noproxy") == LUA_TNIL &&
+              lua_getfield(L, 1, "connect_timeout") == LUA_TNIL;
+  lua_settop(L, 1);
+  size_t body_len = 0;
+  const char *url = util_opt_string(L, 1, "url", NULL, NULL);
+  const char *body = util_opt_string(L, 1, "body", NULL, &body_len);
+  double timeout = util_opt_number(L, 1, "timeout", 30);
   http_ctx *h = http_ctx_get(L);
   if (!h) return luaL_error(L, "upgrun.http: cannot initialise libcurl");
   sampler **ud = lua_newuserdatauv(L, sizeof(sampler *), 0);
@@ -382,6 +423,9 @@ int http_sampler_open(lua_State *L) {
   s->batch = batch;
   s->nslots = (int)mif;
   s->slots = slots;
+  if (lite)
+    s->rq = lite_req_new(url, c.method, c.headers, body, body_len, timeout,
+                         c.max_body, "upgrun/" UPGRUN_VERSION);
   for (int i = 0; i < s->nslots; i++) {
     s->slots[i].s = s;
     s->slots[i].xfer.done = slot_done;
@@ -414,6 +458,11 @@ static int l_mark(lua_State *L) {
 static int l_stop(lua_State *L) {
   stop_sending(check_sampler(L));
   return 0;
+}
+
+static int l_engine(lua_State *L) {
+  lua_pushstring(L, check_sampler(L)->rq ? "lite" : "curl");
+  return 1;
 }
 
 static int l_in_flight(lua_State *L) {
@@ -533,11 +582,11 @@ static int l_close(lua_State *L) {
 
 void http_sampler_register(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"start", l_start}, {"mark", l_mark},
-      {"stop", l_stop},   {"take", l_take},
-      {"get", l_get},     {"cut", l_cut},
-      {"close", l_close}, {"in_flight", l_in_flight},
-      {"__gc", l_close},  {"__close", l_close},
-      {NULL, NULL}};
+      {"start", l_start},   {"mark", l_mark},
+      {"stop", l_stop},     {"take", l_take},
+      {"get", l_get},       {"cut", l_cut},
+      {"close", l_close},   {"in_flight", l_in_flight},
+      {"engine", l_engine}, {"__gc", l_close},
+      {"__close", l_close}, {NULL, NULL}};
   util_new_class(L, SAMPLER_MT, methods);
 }

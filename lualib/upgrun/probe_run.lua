@@ -15,7 +15,7 @@
 -- flight for longer than the probe's interval counts as `unknown` up to the
 -- abort time (an API that hangs is out); a younger one as `cancelled`.
 --
--- An http probe whose request is the same every time (probe.request: fixed
+-- An http probe whose request is the same every time (probe.request_of: fixed
 -- headers, its own function) is sampled in C (upgrun.http.sampler): no task
 -- per sample; the finished samples are taken in batches (every BATCH s at
 -- most), so they reach the aggregates, samples.jsonl and the live OUTAGE
