@@ -8,8 +8,9 @@
  * plain http://, no user:password, no proxy (the sampler asks curl
  * otherwise).
  *
- * What it does, as curl does: resolves the host at each new connection
- * (libuv's thread pool), TCP_NODELAY, sends "METHOD path HTTP/1.1" with Host,
+ * What it does, as curl does: resolves the host (libuv's thread pool; the
+ * addresses kept 60 s, or until a connection to them fails) and tries its
+ * addresses in turn, TCP_NODELAY, sends "METHOD path HTTP/1.1" with Host,
  * User-Agent, Accept and the caller's headers (a header of the same name
  * replaces the default; curl's "Name:" removal form drops it, "Name;" sends
  * it empty); reads the status line, skips 1xx interim answers, and reads the
@@ -29,7 +30,6 @@
 #include "http_lite.h"
 
 #include <ctype.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,11 +37,12 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_HEAD (1024 * 1024) /* a header section past this is refused */
-#define READ_BUF (16 * 1024)
-#define DNS_TTL                                                                \
-  60.0 /* seconds a resolved address is reused, as curl's cache                \
-        */
+#define MAX_HEAD                                                               \
+  ((size_t)1024 * 1024) /* a header section past this is refused */
+#define READ_BUF ((size_t)16 * 1024)
+/* seconds a resolved address is reused, as curl's DNS cache */
+#define DNS_TTL 60.0
+#define MAX_ADDRS 8 /* addresses of a host tried in turn */
 
 struct lite_req {
   char *host, *port; /* for getaddrinfo */
@@ -51,8 +52,10 @@ struct lite_req {
   char *label; /* "METHOD url" for messages */
   double timeout;
   size_t max_body;
-  struct sockaddr_storage addr; /* the last resolved address */
-  double addr_at;               /* when (mono), 0: none */
+  struct sockaddr_storage addrs[MAX_ADDRS]; /* the host's, in order */
+  int naddrs;
+  bool numeric;   /* the URL's host is an IP address: never resolved */
+  double addr_at; /* when resolved (mono); 0: not yet or no more valid */
 };
 
 typedef enum {
@@ -79,6 +82,7 @@ struct lite_conn {
   void *ud;
   uv_tcp_t *tcp; /* NULL: no connection */
   bool connected, reused, retried;
+  int ai; /* the address being tried (rq->addrs) */
   lite_state st;
   uv_timer_t *timer;
   uv_getaddrinfo_t *gai; /* in flight (its callback frees it) */
@@ -248,6 +252,7 @@ void lite_req_free(lite_req *rq) {
 
 static void on_timeout(uv_timer_t *t);
 static void start_connect(lite_conn *c);
+static void do_connect(lite_conn *c);
 
 static void handle_closed(uv_handle_t *h) {
   lite_conn *c = h->data;
@@ -549,7 +554,7 @@ static void feed(lite_conn *c, const char *p, size_t n) {
       }
       if (!endh) {
         if (c->head_len >= MAX_HEAD) {
-          fail(c, "protocol", "Header section larger than %d bytes", MAX_HEAD);
+          fail(c, "protocol", "Header section larger than %zu bytes", MAX_HEAD);
           return;
         }
         return; /* all of p was kept */
@@ -580,6 +585,32 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
 }
 
+/* The answer's stream ended (EOF, or an error) while the request is on. */
+static void read_ended(lite_conn *c, ssize_t nread) {
+  if (c->st == ST_BODY && c->mode == BODY_EOF && nread == UV_EOF) {
+    complete(c, false);
+  } else if (c->st == ST_STATUS && nread == UV_EOF &&
+             status_line(c->head, c->head_len) >= 0) {
+    /* a header section cut short after its status line: the answer is
+     * what came (as curl takes it), unless it announced a body */
+    size_t n = c->head_len;
+    c->head_len = 0;
+    if (!parse_head(c, n)) return;
+    if (c->mode == BODY_NONE || c->mode == BODY_EOF)
+      complete(c, false);
+    else
+      fail(c, "closed", "Connection closed in the header section");
+  } else if (c->reused && c->got == 0 && !c->retried) {
+    /* the kept-alive connection was gone: once more on a new one */
+    c->retried = true;
+    start_connect(c);
+  } else if (nread == UV_EOF) {
+    fail(c, "closed", "Connection closed with %zu bytes of the answer", c->got);
+  } else {
+    fail(c, "closed", "Recv failure: %s", uv_strerror((int)nread));
+  }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   lite_conn *c = s->data;
   if (nread == 0) return;
@@ -588,29 +619,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    if (c->st == ST_BODY && c->mode == BODY_EOF && nread == UV_EOF) {
-      complete(c, false);
-    } else if (c->st == ST_STATUS && nread == UV_EOF &&
-               status_line(c->head, c->head_len) >= 0) {
-      /* a header section cut short after its status line: the answer is
-       * what came (as curl takes it), unless it announced a body */
-      size_t n = c->head_len;
-      c->head_len = 0;
-      if (!parse_head(c, n)) return;
-      if (c->mode == BODY_NONE || c->mode == BODY_EOF)
-        complete(c, false);
-      else
-        fail(c, "closed", "Connection closed in the header section");
-    } else if (c->reused && c->got == 0 && !c->retried) {
-      /* the kept-alive connection was gone: once more on a new one */
-      c->retried = true;
-      start_connect(c);
-    } else if (nread == UV_EOF) {
-      fail(c, "closed", "Connection closed with %zu bytes of the answer",
-           c->got);
-    } else {
-      fail(c, "closed", "Recv failure: %s", uv_strerror((int)nread));
-    }
+    read_ended(c, nread);
     return;
   }
   c->got += (size_t)nread;
@@ -665,8 +674,16 @@ static void on_connect(uv_connect_t *req, int status) {
   if (!c) return; /* its connection was closed meanwhile */
   c->creq = NULL;
   if (status < 0) {
-    fail(c, "connect", "Failed to connect to %s port %s: %s", c->rq->host,
-         c->rq->port, uv_strerror(status));
+    lite_req *rq = c->rq;
+    if (++c->ai < rq->naddrs) { /* the host's next address */
+      close_tcp(c);
+      do_connect(c);
+      return;
+    }
+    /* resolve again at the next connection (the name may have moved) */
+    rq->addr_at = 0;
+    fail(c, "connect", "Failed to connect to %s port %s: %s", rq->host,
+         rq->port, uv_strerror(status));
     return;
   }
   c->connected = true;
@@ -696,8 +713,9 @@ static void do_connect(lite_conn *c) {
   c->open_handles++;
   c->creq->data = c;
   c->st = ST_CONNECTING;
-  int rc = uv_tcp_connect(c->creq, c->tcp,
-                          (const struct sockaddr *)&c->rq->addr, on_connect);
+  int rc =
+      uv_tcp_connect(c->creq, c->tcp,
+                     (const struct sockaddr *)&c->rq->addrs[c->ai], on_connect);
   if (rc < 0) {
     free(c->creq);
     c->creq = NULL;
@@ -721,9 +739,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
          uv_strerror(status));
     return;
   }
-  memcpy(&c->rq->addr, res->ai_addr, res->ai_addrlen);
-  c->rq->addr_at = upgrun_mono();
+  lite_req *rq = c->rq;
+  rq->naddrs = 0;
+  for (struct addrinfo *a = res; a && rq->naddrs < MAX_ADDRS; a = a->ai_next)
+    if (a->ai_addrlen <= sizeof rq->addrs[0])
+      memcpy(&rq->addrs[rq->naddrs++], a->ai_addr, a->ai_addrlen);
+  rq->addr_at = upgrun_mono();
   uv_freeaddrinfo(res);
+  c->ai = 0;
   do_connect(c);
 }
 
@@ -734,22 +757,26 @@ static void start_connect(lite_conn *c) {
   c->reused = false;
   c->got = 0;
   lite_req *rq = c->rq;
-  if (rq->addr_at > 0 && upgrun_mono() - rq->addr_at < DNS_TTL) {
+  c->ai = 0;
+  if (rq->numeric ||
+      (rq->addr_at > 0 && upgrun_mono() - rq->addr_at < DNS_TTL)) {
     do_connect(c);
     return;
   }
   struct sockaddr_in6 a6;
   struct sockaddr_in a4;
-  int port = atoi(rq->port);
+  int port = (int)strtol(rq->port, NULL, 10); /* (curl_url's: digits) */
   if (uv_ip4_addr(rq->host, port, &a4) == 0) {
-    memcpy(&rq->addr, &a4, sizeof a4);
-    rq->addr_at = HUGE_VAL; /* numeric: never resolved again */
+    memcpy(&rq->addrs[0], &a4, sizeof a4);
+    rq->naddrs = 1;
+    rq->numeric = true;
     do_connect(c);
     return;
   }
   if (uv_ip6_addr(rq->host, port, &a6) == 0) {
-    memcpy(&rq->addr, &a6, sizeof a6);
-    rq->addr_at = HUGE_VAL;
+    memcpy(&rq->addrs[0], &a6, sizeof a6);
+    rq->naddrs = 1;
+    rq->numeric = true;
     do_connect(c);
     return;
   }
@@ -828,4 +855,52 @@ void lite_conn_free(lite_conn *c) {
   close_tcp(c);
   c->closing = true;
   uv_close((uv_handle_t *)c->timer, handle_closed);
+}
+
+/* ---- the parser alone (tests/fuzz/fuzz_http_lite.c) -------------------- */
+
+typedef struct {
+  long status;
+  const char *kind;
+  int calls;
+} parse_result;
+
+static void parse_done(void *ud, long status, const char *kind,
+                       const char *message) {
+  (void)message;
+  parse_result *r = ud;
+  r->status = status;
+  r->kind = kind;
+  r->calls++;
+}
+
+int lite_parse_answer(const char *answer, size_t n, size_t piece,
+                      bool head_request, size_t max_body, long *status,
+                      const char **kind) {
+  uv_loop_t loop;
+  if (uv_loop_init(&loop) != 0) return -1;
+  lite_req rq = {.label = (char *)"fuzz",
+                 .timeout = 1,
+                 .max_body = max_body,
+                 .head = head_request};
+  parse_result r = {0};
+  lite_conn *c = lite_conn_new(&loop, &rq, parse_done, &r);
+  if (!c) {
+    uv_loop_close(&loop);
+    return -1;
+  }
+  c->st = ST_STATUS; /* as write_request leaves it */
+  if (piece == 0) piece = 1;
+  for (size_t at = 0; at < n && c->st >= ST_STATUS; at += piece) {
+    size_t k = n - at < piece ? n - at : piece;
+    c->got += k;
+    feed(c, answer + at, k);
+  }
+  if (c->st >= ST_STATUS) read_ended(c, UV_EOF);
+  lite_conn_free(c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  *status = r.status;
+  *kind = r.kind;
+  return r.calls;
 }

@@ -41,4 +41,12 @@ void lite_abandon(lite_conn *c);
 /* Abandons, closes and frees (once its libuv handles have closed). */
 void lite_conn_free(lite_conn *c);
 
+/* The answer parser alone, for fuzzing and tests: feeds `answer` as if read
+ * from the socket in pieces of `piece` bytes, then the end of the stream.
+ * Returns how many times the request ended (1, always), with the status and
+ * error kind (NULL: an answer) through the pointers; -1 if out of memory. */
+int lite_parse_answer(const char *answer, size_t n, size_t piece,
+                      bool head_request, size_t max_body, long *status,
+                      const char **kind);
+
 #endif
