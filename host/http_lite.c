@@ -28,6 +28,7 @@
  * too_large, protocol (an answer that is not HTTP/1.x).
  */
 #include "http_lite.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -118,15 +119,7 @@ static bool has_name(const struct curl_slist *h, const char *name) {
 
 static bool append(char **buf, size_t *len, size_t *cap, const char *s,
                    size_t n) {
-  if (*len + n + 1 > *cap) {
-    size_t c = *cap ? *cap : 256;
-    while (c < *len + n + 1)
-      c *= 2;
-    char *b = realloc(*buf, c);
-    if (!b) return false;
-    *buf = b;
-    *cap = c;
-  }
+  if (!util_reserve(buf, cap, *len + n + 1, 256, 0)) return false;
   memcpy(*buf + *len, s, n);
   *len += n;
   (*buf)[*len] = '\0';
@@ -513,19 +506,6 @@ static size_t feed_body(lite_conn *c, const char *p, size_t n) {
   return n;
 }
 
-/* Room for n more bytes of header section. */
-static bool head_room(lite_conn *c, size_t n) {
-  if (c->head_len + n <= c->head_cap) return true;
-  size_t cap = c->head_cap ? c->head_cap : 1024;
-  while (cap < c->head_len + n)
-    cap *= 2;
-  char *h = realloc(c->head, cap);
-  if (!h) return false;
-  c->head = h;
-  c->head_cap = cap;
-  return true;
-}
-
 /* Consumes answer bytes while the request is on. */
 static void feed(lite_conn *c, const char *p, size_t n) {
   while (n > 0 && c->st >= ST_STATUS) {
@@ -533,7 +513,7 @@ static void feed(lite_conn *c, const char *p, size_t n) {
       size_t from = c->head_len > 2 ? c->head_len - 2 : 0;
       size_t take = n;
       if (c->head_len + take > MAX_HEAD) take = MAX_HEAD - c->head_len;
-      if (!head_room(c, take)) {
+      if (!util_reserve(&c->head, &c->head_cap, c->head_len + take, 1024, 0)) {
         fail(c, "protocol", "out of memory");
         return;
       }

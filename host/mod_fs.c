@@ -28,6 +28,7 @@
  * buffered append once a second).
  */
 #include "upgrun.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -158,15 +159,7 @@ static int file_drain(fs_file *f) {
 
 /* Appends len bytes to the buffer; false when out of memory. */
 static bool file_append(fs_file *f, const char *s, size_t len) {
-  if (f->len + len > f->cap) {
-    size_t cap = f->cap ? f->cap : 4096;
-    while (cap < f->len + len)
-      cap *= 2;
-    char *nb = realloc(f->buf, cap);
-    if (!nb) return false;
-    f->buf = nb;
-    f->cap = cap;
-  }
+  if (!util_reserve(&f->buf, &f->cap, f->len + len, 4096, 0)) return false;
   memcpy(f->buf + f->len, s, len);
   f->len += len;
   return true;

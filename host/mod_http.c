@@ -90,15 +90,7 @@ typedef struct http_op {
 static int global_refs; /* curl_global_init/cleanup pairing */
 
 static bool buf_append(buf *b, const char *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) return false;
-    b->data = d;
-    b->cap = cap;
-  }
+  if (!util_reserve(&b->data, &b->cap, b->len + n + 1, 1024, 0)) return false;
   memcpy(b->data + b->len, p, n);
   b->len += n;
   b->data[b->len] = '\0';

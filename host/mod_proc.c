@@ -247,17 +247,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   }
   size_t want = p->max_output - o->len;
   if (want > READ_CHUNK) want = READ_CHUNK;
-  if (o->cap - o->len < want) {
-    size_t cap = o->cap ? o->cap * 2 : READ_CHUNK;
-    while (cap < o->len + want)
-      cap *= 2;
-    char *d = realloc(o->data, cap);
-    if (!d) {
-      *buf = uv_buf_init(NULL, 0); /* read callback gets UV_ENOBUFS */
-      return;
-    }
-    o->data = d;
-    o->cap = cap;
+  if (!util_reserve(&o->data, &o->cap, o->len + want, READ_CHUNK, 0)) {
+    *buf = uv_buf_init(NULL, 0); /* read callback gets UV_ENOBUFS */
+    return;
   }
   *buf = uv_buf_init(o->data + o->len, (unsigned)want);
 }

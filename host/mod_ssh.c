@@ -183,16 +183,8 @@ static void wipe_free(char *s) {
 
 static int buf_reserve(buf_t *b, size_t extra) {
   if (b->len + extra > b->max) extra = b->max - b->len; /* never past max */
-  if (b->len + extra <= b->cap) return 0;
-  size_t cap = b->cap ? b->cap : 65536;
-  while (cap < b->len + extra)
-    cap *= 2;
-  if (cap > b->max) cap = b->max;
-  char *d = realloc(b->data, cap);
-  if (!d) return -1;
-  b->data = d;
-  b->cap = cap;
-  return 0;
+  return util_reserve(&b->data, &b->cap, b->len + extra, 65536, b->max) ? 0
+                                                                        : -1;
 }
 
 /* Where the next read goes and how much fits there (the buffer has been

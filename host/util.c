@@ -1,9 +1,25 @@
 /*
- * util.c — option-table readers and userdata class setup for the modules.
+ * util.c — option-table readers, userdata class setup and buffer growth for
+ * the modules.
  */
 #include "util.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+bool util_reserve(char **buf, size_t *cap, size_t need, size_t first,
+                  size_t max) {
+  if (need <= *cap) return true;
+  size_t c = *cap ? *cap : first;
+  while (c < need)
+    c *= 2;
+  if (max && c > max) c = max < need ? need : max;
+  char *b = realloc(*buf, c);
+  if (!b) return false;
+  *buf = b;
+  *cap = c;
+  return true;
+}
 
 int util_field_error(lua_State *L, const char *name, const char *what) {
   return luaL_error(L, "bad field '%s' (%s)", name, what);

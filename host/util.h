@@ -1,6 +1,7 @@
 /*
  * util.h — small helpers shared by the primitive modules: reading optional
- * fields of an options table, and declaring a namespaced userdata type.
+ * fields of an options table, declaring a namespaced userdata type, and
+ * growing a byte buffer.
  * Misuse (a field of the wrong type) raises a Lua error naming the field.
  */
 #ifndef UPGRUN_UTIL_H
@@ -25,6 +26,12 @@ bool util_opt_bool(lua_State *L, int idx, const char *name, bool def);
  * methods and metamethods (entries whose name starts with "__" are
  * metamethods). Leaves nothing on the stack. */
 void util_new_class(lua_State *L, const char *tname, const luaL_Reg *methods);
+
+/* Makes *buf (its capacity *cap bytes) hold at least `need` bytes: the
+ * capacity doubles, from `first`, until it does, but never past `max` (0: no
+ * limit). Returns false, changing nothing, when memory is out. */
+bool util_reserve(char **buf, size_t *cap, size_t need, size_t first,
+                  size_t max);
 
 /* Raises "bad field 'name' (what)". */
 int util_field_error(lua_State *L, const char *name, const char *what);
