@@ -1,12 +1,13 @@
 /*
  * http_sampler.c — upgrun.http.sampler: an open-loop HTTP probe sampled in C.
- * A libuv timer sends one request every `interval` seconds on the runtime's
- * libcurl multi (keep-alive connections shared with upgrun.http), at most
- * `max_in_flight` outstanding (a slot that finds them all busy is recorded as
- * skipped, nothing is sent), and records each finished sample in a C array;
- * Lua takes them in batches (upgrun.probe_run). No Lua runs per sample: a
- * probe at 100 Hz costs one Lua resume per batch instead of a task, two
- * resumes and a response table per sample.
+ * A libuv timer sends one request every `interval` seconds (over http_lite,
+ * or the runtime's libcurl multi whose keep-alive connections upgrun.http
+ * shares; see engine() below), at most `max_in_flight` outstanding (a slot
+ * that finds them all busy is recorded as skipped, nothing is sent), and
+ * records each finished sample in a C array; Lua takes them in batches
+ * (upgrun.probe_run). No Lua runs per sample: a probe at 100 Hz costs one Lua
+ * resume per batch instead of a task, two resumes and a response table per
+ * sample.
  *
  *   local s = http.sampler{<upgrun.http.request fields>, interval =,
  *                          max_in_flight = 16 (at most 1024), batch = 0.1}
@@ -36,8 +37,8 @@
  * is its status alone, as with request{status_only = true}. Every sample is
  * bounded by the request's timeout. Each slot keeps its own connection
  * (http_lite) or shares curl's connection cache. Send stamps are taken when the
- * request is handed to curl; a slot less than 1 ms away when the timer fires
- * is due (libuv's loop clock counts whole milliseconds).
+ * request is handed to its engine; a slot less than 1 ms away when the timer
+ * fires is due (libuv's loop clock counts whole milliseconds).
  */
 #include "http_internal.h"
 #include "http_lite.h"
