@@ -6,7 +6,7 @@
 -- one-byte pieces, keep-alive connections dropped — and each case is sampled
 -- with both engines: the statuses and error kinds must be the same. Then the
 -- requests themselves: lite sends what curl sends (method, target, every
--- header and its order aside, the body).
+-- header (their order aside), the body).
 local T = require "testlib"
 local cjson = require "cjson"
 local http = require "upgrun.http"
