@@ -743,18 +743,14 @@ static void start_connect(lite_conn *c) {
     do_connect(c);
     return;
   }
-  struct sockaddr_in6 a6;
-  struct sockaddr_in a4;
+  union {
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+  } a;
   int port = (int)strtol(rq->port, NULL, 10); /* (curl_url's: digits) */
-  if (uv_ip4_addr(rq->host, port, &a4) == 0) {
-    memcpy(&rq->addrs[0], &a4, sizeof a4);
-    rq->naddrs = 1;
-    rq->numeric = true;
-    do_connect(c);
-    return;
-  }
-  if (uv_ip6_addr(rq->host, port, &a6) == 0) {
-    memcpy(&rq->addrs[0], &a6, sizeof a6);
+  if (uv_ip4_addr(rq->host, port, &a.a4) == 0 ||
+      uv_ip6_addr(rq->host, port, &a.a6) == 0) {
+    memcpy(&rq->addrs[0], &a, sizeof a);
     rq->naddrs = 1;
     rq->numeric = true;
     do_connect(c);
