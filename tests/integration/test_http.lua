@@ -271,10 +271,12 @@ T.case("sampler (" .. (lite and "lite" or "curl") .. "): one request per interva
     T.ok(math.abs(r.wall - time.now()) < 60, "wall is epoch seconds")
     if r.mark == 8 then saw8 = true; T.ok(r.t_send >= marked, "mark 8 only after mark(8)") else T.eq(r.mark, 7) end
     -- the schedule, which start() begins after t0: never before its slot
-    -- (at most 1 ms early: no burst) and, off valgrind, none lost on an idle
-    -- loop (slot 1 is sent by start() itself)
+    -- (at most 1 ms early: no burst), and no slot lost (a slot is skipped
+    -- only after the loop was starved for a whole interval: 0.1 s allows a
+    -- busy CI machine's stalls, not a lost slot per sample)
     T.ok(r.t_send - t0 >= (i - 1) * 0.02 - 0.0011, "slot " .. i .. " sent early: " .. (r.t_send - t0))
-    T.near(r.t_send - recs[1].t_send, (i - 1) * 0.02, 0.02 * SLACK + 0.002, "on the schedule")
+    T.ok(r.t_send - recs[1].t_send <= (i - 1) * 0.02 + 0.1 * SLACK, "slot " .. i .. " late or lost: "
+         .. (r.t_send - recs[1].t_send))
   end
   T.ok(saw8, "later samples carry the new mark")
   local after = stats(srv)
