@@ -43,6 +43,7 @@ typedef struct http_conf {
   char *url_safe;             /* the URL without user:password */
   char method[16];
   size_t max_body;
+  double timeout; /* seconds (the request's whole bound) */
   bool status_only;
 } http_conf;
 

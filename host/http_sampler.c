@@ -400,7 +400,6 @@ int http_sampler_open(lua_State *L) {
   size_t body_len = 0;
   const char *url = util_opt_string(L, 1, "url", NULL, NULL);
   const char *body = util_opt_string(L, 1, "body", NULL, &body_len);
-  double timeout = util_opt_number(L, 1, "timeout", 30);
   http_ctx *h = http_ctx_get(L);
   if (!h) return luaL_error(L, "upgrun.http: cannot initialise libcurl");
   sampler **ud = lua_newuserdatauv(L, sizeof(sampler *), 0);
@@ -425,7 +424,7 @@ int http_sampler_open(lua_State *L) {
   s->nslots = (int)mif;
   s->slots = slots;
   if (lite)
-    s->rq = lite_req_new(url, c.method, c.headers, body, body_len, timeout,
+    s->rq = lite_req_new(url, c.method, c.headers, body, body_len, c.timeout,
                          c.max_body, "upgrun/" UPGRUN_VERSION);
   for (int i = 0; i < s->nslots; i++) {
     s->slots[i].s = s;

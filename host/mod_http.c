@@ -645,6 +645,7 @@ CURL *http_easy_new(lua_State *L, int idx, http_ctx *h, http_conf *c) {
   c->headers = hdrs;
   c->url_safe = url_safe;
   c->max_body = (size_t)max_body;
+  c->timeout = timeout;
   c->status_only = status_only;
   memcpy(c->method, method, mlen + 1);
 
