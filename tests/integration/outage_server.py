@@ -10,15 +10,18 @@ Outage kinds:
            probe's timeout), then the connection is closed
 
 Usage:
-  outage_server.py --t0 MONO [--seed N | --schedule JSON] [--length S]
-                   [--hold S] [--truth FILE] [--linger S]
+  outage_server.py (--t0 MONO | --trigger PATH) [--seed N | --schedule JSON]
+                   [--length S] [--hold S] [--truth FILE] [--linger S]
 
 One thread, asyncio: switching a mode and stamping the time happen in the
 same loop that handles requests, so the truth is what the server really did
 even when the machine is busy.
 
 Prints "PORT <n>" on stdout once listening. The schedule starts at monotonic
-time --t0; offsets in the schedule are relative to it. With --seed a random
+time --t0, or with --trigger when the first request for PATH arrives (it is
+answered 200 "go"): a client starts the schedule from the step it tests, so a
+slow start of the client (a sanitizer build) cannot move the outages out of
+it. Offsets in the schedule are relative to that start. With --seed a random
 schedule is made: outages of random kinds and lengths (50 ms to 5 s, roughly
 log-uniform) separated by at least 0.4 s of health, fitting in --length
 seconds. After the schedule ends (+0.3 s), the truth is written as JSON to
@@ -51,8 +54,10 @@ def make_schedule(seed, length):
 
 
 class Server:
-    def __init__(self, hold):
+    def __init__(self, hold, trigger):
         self.hold = hold
+        self.trigger = trigger  # the path whose first request starts the schedule, or None
+        self.triggered = asyncio.Event()
         self.mode = "up"  # up | 503 | hang: what requests get
         self.server = None
         self.port = 0
@@ -74,15 +79,18 @@ class Server:
 
     async def handle(self, reader, writer):
         try:
-            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             mode = self.mode
+            if self.trigger and head.split(b" ", 2)[1:2] == [self.trigger.encode()]:
+                self.triggered.set()
+                mode = "go"
             if mode == "hang":
                 await asyncio.sleep(self.hold)
                 return
             if mode == "503":
                 body, head = b"unavailable", b"HTTP/1.1 503 Service Unavailable\r\n"
             else:
-                body, head = b"ok", b"HTTP/1.1 200 OK\r\n"
+                body, head = (b"go" if mode == "go" else b"ok"), b"HTTP/1.1 200 OK\r\n"
             writer.write(head + b"Content-Type: text/plain\r\nContent-Length: " + str(len(body)).encode() +
                          b"\r\nConnection: close\r\n\r\n" + body)
             await writer.drain()
@@ -100,9 +108,12 @@ async def sleep_until(t):
 
 async def amain(a):
     schedule = json.loads(a.schedule) if a.schedule else make_schedule(a.seed, a.length)
-    srv = Server(a.hold)
+    srv = Server(a.hold, a.trigger)
     await srv.listen()
     print("PORT %d" % srv.port, flush=True)
+    if a.trigger:
+        await asyncio.wait_for(srv.triggered.wait(), 120)  # a client that never triggers: exit, not hang
+        a.t0 = time.monotonic()
     truth = []
     for o in schedule:
         rec = {"kind": o["kind"], "planned_start": a.t0 + o["start"], "planned_end": a.t0 + o["end"]}
@@ -135,7 +146,9 @@ async def amain(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--t0", type=float, required=True)
+    start = ap.add_mutually_exclusive_group(required=True)
+    start.add_argument("--t0", type=float)
+    start.add_argument("--trigger")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--schedule")
     ap.add_argument("--length", type=float, default=6.0)

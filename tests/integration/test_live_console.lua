@@ -60,21 +60,23 @@ end
 
 -- Starts upgrun on the fixture in a new tmux session of cols x rows; `env` is
 -- a prefix like "NO_COLOR=1"; the shell prints EXIT=<code> when it ends.
-local function start(name, cols, rows, url, args, env)
-  local argv = { BIN, FIX, "--set", "url=" .. url }
+local function start(name, cols, rows, url, go, args, env)
+  local argv = { BIN, FIX, "--set", "url=" .. url, "--set", "go=" .. go }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   local cmd = (env and ("env " .. env .. " ") or "") .. shell.join(argv) .. "; echo EXIT=$?; sleep 120"
   local r = tmux("new-session", "-d", "-s", name, "-x", tostring(cols), "-y", tostring(rows), cmd)
   T.eq(r.status, 0, "tmux new-session: " .. tostring(r.stderr))
 end
 
+-- The outage server; its schedule starts when the fixture's step requests
+-- /go (the step's first act, --set go=...), so offsets are from the step's start.
 local function server(schedule)
-  local t0 = time.mono() + 0.2
-  local srv = proc.spawn { argv = { "python3", SERVER, "--t0", string.format("%.6f", t0), "--schedule",
-    cjson.encode(schedule), "--length", "30", "--linger", "60" }, stdout = "capture", stderr = "inherit" }
+  local srv = proc.spawn { argv = { "python3", SERVER, "--trigger", "/go", "--schedule", cjson.encode(schedule),
+    "--length", "30", "--linger", "60" }, stdout = "capture", stderr = "inherit" }
   local port = (srv:read_line(10) or ""):match("^PORT (%d+)")
   T.ok(port, "outage_server started")
-  return srv, "http://127.0.0.1:" .. port .. "/"
+  local base = "http://127.0.0.1:" .. port .. "/"
+  return srv, base, base .. "go"
 end
 
 local function check(name, fn)
@@ -87,10 +89,10 @@ end
 
 check("on a terminal: the status block redrawn in place, outage lines as they happen", function()
   T.ok(proc.run({ "tmux", "-V" }, { timeout = 10 }).status == 0, "tmux is installed (tests/setup)")
-  -- 503 from 2.5 s to 5 s after the server's t0 (the run starts right after)
-  local srv, url = server { { kind = "503", start = 2.5, ["end"] = 5 } }
+  -- 503 from 1.5 s to 4 s after the step "restart api" began
+  local srv, url, go = server { { kind = "503", start = 1.5, ["end"] = 4 } }
   local out = TMP .. "/tty"
-  start("live", 100, 30, url, { "-o", out, "--set", "wait=7" })
+  start("live", 100, 30, url, go, { "-o", out, "--set", "wait=5.5" })
   local s1 = wait_screen("live", function(t) return t:find("> restart api", 1, true) and t:find(" UP ", 1, true) end,
                          15, "the status block with the running step and the probe UP")
   T.eq(count(s1, "> restart api"), 1, "one copy of the step's status line:\n" .. s1)
@@ -126,8 +128,8 @@ check("on a terminal: the status block redrawn in place, outage lines as they ha
 end)
 
 check("a narrow terminal cuts the status lines; NO_COLOR: no colour, still in place", function()
-  local srv, url = server {}
-  start("narrow", 40, 20, url, { "-o", TMP .. "/narrow", "--set", "wait=2.5" }, "NO_COLOR=1")
+  local srv, url, go = server {}
+  start("narrow", 40, 20, url, go, { "-o", TMP .. "/narrow", "--set", "wait=2.5" }, "NO_COLOR=1")
   local s1 = wait_screen("narrow", function(t) return t:find("probe nova api  UP", 1, true) end, 15,
                          "the probe UP")
   for _, l in ipairs(lines(s1)) do
@@ -145,8 +147,9 @@ check("a narrow terminal cuts the status lines; NO_COLOR: no colour, still in pl
 end)
 
 T.case("not a terminal (a pipe, as in CI): plain lines, no escape sequences", function()
-  local srv, url = server { { kind = "503", start = 0.5, ["end"] = 1 } }
-  local r = proc.run({ BIN, FIX, "-o", TMP .. "/pipe", "--set", "url=" .. url, "--set", "wait=2" }, { timeout = 60 })
+  local srv, url, go = server { { kind = "503", start = 0.5, ["end"] = 1 } }
+  local r = proc.run({ BIN, FIX, "-o", TMP .. "/pipe", "--set", "url=" .. url, "--set", "go=" .. go, "--set",
+    "wait=2" }, { timeout = 60 })
   srv:kill("TERM"); srv:wait(5)
   T.eq(r.status, 0, r.stdout)
   T.ok(not r.stdout:find("\27", 1, true), "no escape sequence:\n" .. r.stdout)
