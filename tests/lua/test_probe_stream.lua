@@ -92,6 +92,39 @@ T.case("series: a fixed number of columns whatever the run length", function()
   T.ok(cols[#cols].t1 >= 99999 * 0.05, "the last column covers the last sample")
 end)
 
+T.case("series: each column's p50 and p95 within 5 % of the exact order statistics, after merges", function()
+  local sr = series.new(32, 0.01)
+  local r = lcg(11)
+  local raw = {}
+  for i = 0, 19999 do
+    -- latencies from 10 µs to ~30 s, log-uniform, in random order: a column's
+    -- range grows both ways (its counts shift), then columns merge 6 times
+    local t, x = i * 0.01, math.exp(math.log(1e-5) + r() * math.log(3e6))
+    raw[#raw + 1] = { t = t, x = x }
+    sr:add(t, "ok", x)
+  end
+  local cols = sr:columns()
+  T.ok(#cols <= 32 and #cols >= 16, "columns: " .. #cols)
+  local n = 0
+  for _, c in ipairs(cols) do
+    local xs = {}
+    for _, s in ipairs(raw) do
+      if s.t >= c.t0 - 1e-9 and s.t < c.t1 - 1e-9 then xs[#xs + 1] = s.x end
+    end
+    table.sort(xs)
+    T.eq(c.ok, #xs, "column " .. c.t0 .. ": its samples")
+    n = n + #xs
+    T.eq(c.min, xs[1])
+    T.eq(c.max, xs[#xs])
+    for q, got in pairs { [0.5] = c.p50, [0.95] = c.p95 } do
+      local want = xs[math.floor(q * (#xs - 1)) + 1]
+      T.ok(math.abs(got - want) <= 0.05 * want * (1 + 1e-9),
+           string.format("column %g p%d: %g, exact %g", c.t0, q * 100, got, want))
+    end
+  end
+  T.eq(n, #raw, "every sample in a column")
+end)
+
 -- Samples from a pattern ("." ok, "x" fail, "?" unknown, "s" skipped), one per 0.1 s.
 local function samples(pattern)
   local out = {}
