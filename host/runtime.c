@@ -106,12 +106,6 @@ upgrun_runtime *upgrun_new(void) {
     if (end != spin && *end == '\0' && v > 0) rt->spin_limit = v;
   }
   thread_extra_set(rt->L, &rt->tag);
-  /* A collection cycle starts when the heap reaches 1.2x what the last one
-   * left alive (Lua's default: 2x). A run's garbage is short-lived (sample
-   * batches, report lines) and its live heap small and flat, so the default
-   * let garbage double the heap: ~1 MB more RSS for 4 probes at 50 Hz, for no
-   * measurable CPU saved (bench/RESULTS.md, 2026-12-03 14:20Z). */
-  lua_gc(rt->L, LUA_GCINC, 120, 0, 0);
   luaL_openlibs(rt->L);
   sched_init(rt);
   lualib_install(rt->L);
