@@ -6,22 +6,23 @@
 -- latencies, so a chart column can show min / p50 / p95 / max however long
 -- the run was.
 --
--- Memory: a column is one table — its counters and, in its array part, the
--- histogram's counts for the contiguous bucket range lo .. lo + w - 1 (a few
--- dozen for a column's latencies) — not a sketch object with a hash of
--- buckets: ~0.6 KB a column instead of ~1.4 KB (4 probes: ~0.9 MB at most).
+-- Memory: a column is one table — ok, bad, min, max, lo and, in its array
+-- part, the histogram's counts for the contiguous bucket range lo .. lo + #c - 1
+-- (a few dozen for a column's latencies; zeros fill the gaps) — not a sketch
+-- object with a hash of buckets: ~0.8 KB a column instead of ~1.4 KB (4 probes
+-- of a 6 h run: 1.3 MB instead of 2.4, bench/RESULTS.md 2026-12-03).
 --
 --   local sr = series.new([ncols], [width])   sr:add(t, result, latency)
 --   sr:columns() -> array of {t0, t1, ok, bad, min, p50, p95, max}
+local sketch = require "upgrun.sketch"
+
 local M = {}
 local Series = {}
 Series.__index = Series
 
-local floor, ceil, log, move = math.floor, math.ceil, math.log, table.move
-local COL_ACCURACY = 0.05
-local GAMMA = (1 + COL_ACCURACY) / (1 - COL_ACCURACY)
-local INV_LOG_GAMMA = 1 / log(GAMMA)
-local TINY = 1e-9 -- latencies at or below this count in the bucket of TINY
+local floor, move = math.floor, table.move
+local SCHEME = sketch.scheme(0.05) -- 5 %: enough for a chart column
+local TINY = sketch.TINY -- latencies at or below this count in the bucket of TINY
 
 function M.new(ncols, width)
   return setmetatable({ ncols = ncols or 512, width = width or 0.05, cols = {} }, Series)
@@ -31,18 +32,18 @@ end
 local function add_count(c, k, cnt)
   local lo = c.lo
   if not lo then
-    c.lo, c.w, c[1] = k, 1, cnt
+    c.lo, c[1] = k, cnt
     return
   end
-  local j = k - lo + 1
+  local j, w = k - lo + 1, #c
   if j < 1 then -- below the range: shift the counts up
     local sh = 1 - j
-    move(c, 1, c.w, 1 + sh)
+    move(c, 1, w, 1 + sh)
     for q = 2, sh do c[q] = 0 end
-    c[1], c.lo, c.w = cnt, k, c.w + sh
-  elseif j > c.w then
-    for q = c.w + 1, j - 1 do c[q] = 0 end
-    c[j], c.w = cnt, j
+    c[1], c.lo = cnt, k
+  elseif j > w then
+    for q = w + 1, j - 1 do c[q] = 0 end
+    c[j] = cnt
   else
     c[j] = c[j] + cnt
   end
@@ -53,9 +54,8 @@ local function merge_into(d, c)
   if c.lo then
     if not d.min or c.min < d.min then d.min = c.min end
     if not d.max or c.max > d.max then d.max = c.max end
-    d.n = (d.n or 0) + c.n
     local lo = c.lo - 1
-    for j = 1, c.w do
+    for j = 1, #c do
       local cnt = c[j]
       if cnt > 0 then add_count(d, lo + j, cnt) end
     end
@@ -86,11 +86,9 @@ function Series:add(t, result, latency)
   if result == "ok" then
     c.ok = c.ok + 1
     if latency then
-      local x = latency > TINY and latency or TINY
       if not c.min or latency < c.min then c.min = latency end
       if not c.max or latency > c.max then c.max = latency end
-      c.n = (c.n or 0) + 1
-      add_count(c, ceil(log(x) * INV_LOG_GAMMA), 1)
+      add_count(c, sketch.index(SCHEME, latency > TINY and latency or TINY), 1)
     end
   elseif result == "fail" or result == "unknown" then
     c.bad = c.bad + 1
@@ -100,14 +98,16 @@ end
 -- The order statistics at ranks floor(q * (n - 1)) for ascending qs, read
 -- back as the middle of their bucket (as upgrun.sketch does), within [min, max].
 local function quantiles(c, qs)
+  local w, n = #c, 0
+  for j = 1, w do n = n + c[j] end
   local out, seen, j = {}, 0, 0
   for qi, q in ipairs(qs) do
-    local rank = floor(q * (c.n - 1))
-    while seen <= rank and j < c.w do
+    local rank = floor(q * (n - 1))
+    while seen <= rank and j < w do
       j = j + 1
       seen = seen + c[j]
     end
-    local v = 2 * GAMMA ^ (c.lo + j - 1) / (GAMMA + 1)
+    local v = sketch.value(SCHEME, c.lo + j - 1)
     out[qi] = v < c.min and c.min or v > c.max and c.max or v
   end
   return out

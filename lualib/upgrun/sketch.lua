@@ -10,6 +10,8 @@
 --   local sk = sketch.new([a])   sk:add(x)   sk:merge(other)
 --   sk:quantile(q) -> value (q in [0, 1]; nil when empty)
 --   sk:stats() -> {n, min, max, mean, p50, p95, p99} ({n = 0} when empty)
+-- The bucket scheme alone, for a histogram kept in another shape (upgrun.series):
+--   local sc = sketch.scheme(a)   sketch.index(sc, x) -> i   sketch.value(sc, i) -> x
 local M = {}
 local Sketch = {}
 Sketch.__index = Sketch
@@ -17,12 +19,22 @@ M.Sketch = Sketch
 
 local log, ceil, floor = math.log, math.ceil, math.floor
 local TINY = 1e-9 -- values at or below this count in the zero bucket
+M.TINY = TINY
+
+function M.scheme(a)
+  local gamma = (1 + a) / (1 - a)
+  return { a = a, gamma = gamma, inv_log_gamma = 1 / log(gamma) }
+end
+
+-- The bucket of x > TINY, and the value read back for bucket i (the point
+-- whose relative error to both ends of the bucket is `a`).
+function M.index(sc, x) return ceil(log(x) * sc.inv_log_gamma) end
+function M.value(sc, i) return 2 * sc.gamma ^ i / (sc.gamma + 1) end
 
 function M.new(a)
-  a = a or 0.01
-  local gamma = (1 + a) / (1 - a)
-  return setmetatable({ a = a, gamma = gamma, inv_log_gamma = 1 / log(gamma), n = 0, sum = 0, min = nil,
-                        max = nil, zero = 0, b = {} }, Sketch)
+  local sk = M.scheme(a or 0.01)
+  sk.n, sk.sum, sk.zero, sk.b = 0, 0, 0, {}
+  return setmetatable(sk, Sketch)
 end
 
 function Sketch:add(x)
@@ -33,7 +45,7 @@ function Sketch:add(x)
   if x <= TINY then
     self.zero = self.zero + 1
   else
-    local i = ceil(log(x) * self.inv_log_gamma)
+    local i = M.index(self, x)
     local b = self.b
     b[i] = (b[i] or 0) + 1
   end
@@ -52,8 +64,6 @@ function Sketch:merge(o)
   return self
 end
 
--- Value of bucket i (the point whose relative error to both ends is `a`).
-function Sketch:value(i) return 2 * self.gamma ^ i / (self.gamma + 1) end
 
 -- The sorted occupied bucket indexes (O(buckets), not O(values)).
 local function keys(b)
@@ -80,7 +90,7 @@ function Sketch:quantiles(qs)
         k = k + 1
         seen = seen + self.b[ks[k]]
       end
-      v = self:value(ks[k])
+      v = M.value(self, ks[k])
     end
     if v < self.min then v = self.min end
     if v > self.max then v = self.max end

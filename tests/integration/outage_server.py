@@ -79,9 +79,9 @@ class Server:
 
     async def handle(self, reader, writer):
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             mode = self.mode
-            if self.trigger and head.split(b" ", 2)[1:2] == [self.trigger.encode()]:
+            if self.trigger and request.split(b" ", 2)[1:2] == [self.trigger.encode()]:
                 self.triggered.set()
                 mode = "go"
             if mode == "hang":
